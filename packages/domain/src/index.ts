@@ -1,0 +1,7 @@
+export * from "./Config.js"
+export * from "./Errors.js"
+export * from "./Ids.js"
+export * from "./LifecycleEvent.js"
+export * from "./SessionEntry.js"
+export * from "./Status.js"
+export * from "./TranscriptEntry.js"

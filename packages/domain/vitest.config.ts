@@ -1,0 +1,8 @@
+import { defineProject } from "vitest/config"
+
+export default defineProject({
+  resolve: { conditions: ["converge-source"] },
+  test: {
+    include: ["test/**/*.test.ts"]
+  }
+})
