@@ -148,3 +148,9 @@ export const contentText = (content: unknown): string => {
   }
   return ""
 }
+
+/**
+ * The system prompt of a summary request starts with this; the local model (testkit)
+ * recognizes summary requests by it.
+ */
+export const SUMMARY_PROMPT_PREFIX = "Summarize the conversation so far"
