@@ -8,7 +8,7 @@ import * as AiError from "@effect/ai/AiError"
 import * as LanguageModel from "@effect/ai/LanguageModel"
 import type * as Prompt from "@effect/ai/Prompt"
 import type * as Response from "@effect/ai/Response"
-import { SUMMARY_PROMPT_PREFIX } from "@converge/domain"
+import { isContextOverflow, isTransient, SUMMARY_PROMPT_PREFIX } from "@converge/domain"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -18,7 +18,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 
-export { SUMMARY_PROMPT_PREFIX }
+export { isContextOverflow, isTransient, SUMMARY_PROMPT_PREFIX }
 
 /** The kind of a scripted failure. */
 export type FailureKind = "overflow" | "transient" | "error"
@@ -180,63 +180,6 @@ export const failure = (kind: FailureKind, method: string, detail?: string): AiE
         description: detail ?? "scripted failure of the local model"
       })
   }
-}
-
-const OVERFLOW_PATTERN =
-  /context_length_exceeded|prompt is too long|maximum context length|exceeds? the context (window|limit)|input is too long/i
-const TRANSIENT_PATTERN =
-  /overloaded|rate[_ ]limit|temporarily unavailable|service unavailable|ECONNRESET|ETIMEDOUT|socket hang up/i
-// A 429 for an exhausted quota will not clear by retrying.
-const PERMANENT_PATTERN = /insufficient_quota|billing/i
-const TRANSIENT_STATUS = new Set([408, 425, 429, 500, 502, 503, 504, 529])
-
-const field = (value: unknown, key: string): unknown =>
-  typeof value === "object" && value !== null ? (value as Record<string, unknown>)[key] : undefined
-
-/** All the text an error carries (message, description, body, code, nested causes). */
-const errorTexts = (error: unknown, depth = 0): ReadonlyArray<string> => {
-  if (typeof error === "string") return [error]
-  if (typeof error !== "object" || error === null || depth > 3) return []
-  const texts: Array<string> = []
-  for (const key of ["message", "description", "body", "code", "type"]) {
-    const value = field(error, key)
-    if (typeof value === "string") texts.push(value)
-  }
-  for (const key of ["error", "cause"]) texts.push(...errorTexts(field(error, key), depth + 1))
-  return texts
-}
-
-const statusOf = (error: unknown): number | undefined => {
-  for (const candidate of [
-    field(field(error, "response"), "status"),
-    field(error, "status"),
-    field(error, "statusCode")
-  ]) {
-    if (typeof candidate === "number") return candidate
-  }
-  return undefined
-}
-
-/**
- * Whether `error` says the prompt did not fit the model's context window: the local
- * model's overflow, OpenAI's `context_length_exceeded`, Anthropic's "prompt is too long".
- */
-export const isContextOverflow = (error: unknown): boolean =>
-  errorTexts(error).some((text) => OVERFLOW_PATTERN.test(text))
-
-/**
- * Whether `error` is worth retrying: overloaded / rate limited / 5xx from any provider
- * (status 408, 425, 429, 500, 502, 503, 504, 529) or a transport failure; never an overflow.
- */
-export const isTransient = (error: unknown): boolean => {
-  if (isContextOverflow(error)) return false
-  const texts = errorTexts(error)
-  if (texts.some((text) => PERMANENT_PATTERN.test(text))) return false
-  const status = statusOf(error)
-  if (status !== undefined && TRANSIENT_STATUS.has(status)) return true
-  if (AiError.isAiError(error) && error._tag === "HttpRequestError" && error.reason === "Transport")
-    return true
-  return texts.some((text) => TRANSIENT_PATTERN.test(text))
 }
 
 // ---------------------------------------------------------------------------------------
