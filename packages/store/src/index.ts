@@ -1,0 +1,7 @@
+/**
+ * @converge/store: the session store (DESIGN §2.4, §4, §5) — pure merge functions, the
+ * `SessionStore` service and its memory and JSON file backends.
+ */
+export * from "./merge.js"
+export * from "./SessionStore.js"
+export { type ParsedSessionsFile, parseSessionsFile } from "./internal/fileBackend.js"
