@@ -1,0 +1,187 @@
+/**
+ * Owns every running compaction: a `FiberMap` keyed by `sessionId` in this service's own
+ * scope, so a compaction outlives the turn that started it. At most one runs per session;
+ * a second request joins it. Each has a hard timeout and can be cancelled; shutdown waits
+ * `drainTimeoutMs`, then interrupts what is left (always before its commit).
+ */
+import { Cause, Clock, Data, Deferred, Duration, Effect, Exit, FiberMap, Option } from "effect"
+import {
+  CompactionFailed,
+  type CompactionFailureReason,
+  type CompactionId,
+  type CompactionReason,
+  makeCompactionId
+} from "@converge/domain"
+import { type CompactionOutcome, Compactor } from "./Compactor.js"
+import { LifecycleEvents } from "./LifecycleEvents.js"
+import type { SessionRef } from "./Reconciler.js"
+import { RunnerConfig } from "./RunnerConfig.js"
+
+/** A compaction that did not commit, and why. */
+export class CompactionFailure extends Data.TaggedError("CompactionFailure")<{
+  readonly compactionId: string
+  readonly reason: CompactionFailureReason
+  readonly message: string
+}> {}
+
+/** A running (or finished) compaction. */
+export interface CompactionHandle {
+  readonly compactionId: CompactionId
+  readonly session: SessionRef
+  readonly reason: CompactionReason
+  readonly startedAt: number
+  readonly done: Deferred.Deferred<CompactionOutcome, CompactionFailure>
+}
+
+/** The answer of `start`: the compaction, and whether the request joined a running one. */
+export interface Started {
+  readonly handle: CompactionHandle
+  readonly joined: boolean
+}
+
+class CompactionTimeout extends Data.TaggedError("CompactionTimeout") {}
+
+export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()(
+  "converge/CompactionSupervisor",
+  {
+    scoped: Effect.gen(function* () {
+      const config = yield* RunnerConfig
+      const compactor = yield* Compactor
+      const events = yield* LifecycleEvents
+      const fibers = yield* FiberMap.make<string, CompactionOutcome, unknown>()
+      const handles = new Map<string, CompactionHandle>()
+      // Why a compaction is being interrupted, when something other than its timeout does it.
+      const interruptReasons = new Map<string, CompactionFailureReason>()
+
+      const settle = (handle: CompactionHandle, exit: Exit.Exit<CompactionOutcome, unknown>) =>
+        Effect.gen(function* () {
+          const id = handle.session.sessionId
+          if (handles.get(id) === handle) handles.delete(id)
+          const interruptReason = interruptReasons.get(handle.compactionId)
+          interruptReasons.delete(handle.compactionId)
+          if (yield* Deferred.isDone(handle.done)) return
+          let reason: CompactionFailureReason = "error"
+          let message = "compaction failed"
+          if (Exit.isFailure(exit)) {
+            const failure = Cause.failureOption(exit.cause)
+            if (Option.isSome(failure) && failure.value instanceof CompactionTimeout) {
+              reason = "timeout"
+              message = `compaction did not finish within ${config.compactionTimeoutMs} ms`
+            } else if (Option.isSome(failure)) {
+              const f = failure.value as { message?: unknown }
+              message = typeof f.message === "string" ? f.message : String(failure.value)
+            } else if (Cause.isInterruptedOnly(exit.cause)) {
+              reason = interruptReason ?? "shutdown"
+              message = reason === "cancelled" ? "compaction cancelled" : "compaction interrupted by shutdown"
+            } else {
+              message = Cause.pretty(exit.cause)
+            }
+          }
+          const s = handle.session
+          yield* events.publish(
+            new CompactionFailed({
+              sessionKey: s.sessionKey,
+              sessionId: s.sessionId,
+              generation: s.generation,
+              at: yield* Clock.currentTimeMillis,
+              compactionId: handle.compactionId,
+              reason,
+              message
+            })
+          )
+          yield* Deferred.fail(
+            handle.done,
+            new CompactionFailure({ compactionId: handle.compactionId, reason, message })
+          )
+        })
+
+      /** The running compaction of `sessionId`, if any. */
+      const inFlight = (sessionId: string): Effect.Effect<Option.Option<CompactionHandle>> =>
+        Effect.sync(() => Option.fromNullable(handles.get(sessionId)))
+
+      /** Joins the running compaction of the session or starts one (never two at once). */
+      const start = (
+        session: SessionRef,
+        reason: CompactionReason,
+        instructions?: string
+      ): Effect.Effect<Started> =>
+        Effect.uninterruptible(
+          Effect.gen(function* () {
+            const running = handles.get(session.sessionId)
+            if (running !== undefined) return { handle: running, joined: true }
+            const handle: CompactionHandle = {
+              compactionId: makeCompactionId(),
+              session,
+              reason,
+              startedAt: yield* Clock.currentTimeMillis,
+              done: yield* Deferred.make<CompactionOutcome, CompactionFailure>()
+            }
+            // Registered before the fiber is forked, so a concurrent request joins it.
+            handles.set(session.sessionId, handle)
+            const body = compactor
+              .run(session, handle.compactionId, reason, instructions, (outcome) =>
+                Deferred.succeed(handle.done, outcome)
+              )
+              .pipe(
+                Effect.timeoutFail({
+                  duration: Duration.millis(config.compactionTimeoutMs),
+                  onTimeout: () => new CompactionTimeout()
+                }),
+                Effect.onExit((exit) => settle(handle, exit))
+              )
+            // The compaction itself is interruptible (cancel, timeout, shutdown) up to its commit.
+            yield* FiberMap.run(fibers, session.sessionId, Effect.interruptible(body))
+            return { handle, joined: false }
+          })
+        )
+
+      /** Waits for a compaction at most `bound`; only the waiter stops when it passes. */
+      const await_ = (
+        handle: CompactionHandle,
+        bound: Duration.DurationInput
+      ): Effect.Effect<Option.Option<Exit.Exit<CompactionOutcome, CompactionFailure>>> =>
+        Effect.suspend(() => {
+          const d = Duration.decode(bound)
+          const settled = Deferred.await(handle.done).pipe(Effect.exit)
+          if (!Duration.isFinite(d)) return Effect.map(settled, Option.some)
+          // A zero bound is a poll: it must not wait for a clock tick.
+          if (Duration.toMillis(d) <= 0) {
+            return Effect.flatMap(Deferred.isDone(handle.done), (isDone) =>
+              isDone ? Effect.map(settled, Option.some) : Effect.succeed(Option.none())
+            )
+          }
+          return Effect.timeoutOption(settled, d)
+        })
+
+      /** Cancels the running compaction of `sessionId` before its commit; false if none ran. */
+      const cancel = (sessionId: string): Effect.Effect<boolean> =>
+        Effect.gen(function* () {
+          const handle = handles.get(sessionId)
+          if (handle === undefined) return false
+          interruptReasons.set(handle.compactionId, "cancelled")
+          yield* FiberMap.remove(fibers, sessionId)
+          return true
+        })
+
+      /** How many compactions are running (0 once everything settled). */
+      const size = Effect.sync(() => handles.size)
+
+      /** Lets running compactions finish within `bound`, then interrupts the rest (before their commit). */
+      const drain = (bound: Duration.DurationInput): Effect.Effect<void> =>
+        Effect.gen(function* () {
+          const running = [...handles.values()]
+          if (running.length === 0) return
+          // Finalizers run uninterruptibly: the wait itself must be interruptible for its bound to work.
+          yield* Effect.forEach(running, (h) => Deferred.await(h.done).pipe(Effect.exit), {
+            discard: true
+          }).pipe(Effect.interruptible, Effect.timeoutOption(bound))
+          for (const h of handles.values()) interruptReasons.set(h.compactionId, "shutdown")
+          yield* FiberMap.clear(fibers)
+        })
+
+      yield* Effect.addFinalizer(() => drain(Duration.millis(config.drainTimeoutMs)))
+
+      return { start, await: await_, cancel, inFlight, size, drain } as const
+    })
+  }
+) {}

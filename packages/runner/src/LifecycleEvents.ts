@@ -1,0 +1,72 @@
+/**
+ * The one `PubSub` of lifecycle events. Each consumer gets its own `Stream`; a consumer
+ * more than `eventBufferSize` events behind loses the oldest ones and receives `Resync`.
+ * No state rides on it: every event was applied by the Reconciler before it is published.
+ */
+import { Clock, Effect, PubSub, type Scope, Stream } from "effect"
+import { type LifecycleEvent, Resync } from "@converge/domain"
+import { RunnerConfig } from "./RunnerConfig.js"
+
+interface Envelope {
+  readonly n: number
+  readonly event: LifecycleEvent
+}
+
+/** Options of a subscription. */
+export interface SubscribeOptions {
+  /** Only events of this session key (and `Resync`). */
+  readonly sessionKey?: string | undefined
+}
+
+export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge/LifecycleEvents", {
+  scoped: Effect.gen(function* () {
+    const config = yield* RunnerConfig
+    // Sliding: publishing never waits on a slow consumer; the consumer sees a gap in `n`.
+    const pubsub = yield* Effect.acquireRelease(
+      PubSub.sliding<Envelope>(config.eventBufferSize),
+      PubSub.shutdown
+    )
+    let counter = 0
+
+    const publish = (event: LifecycleEvent): Effect.Effect<void> =>
+      Effect.suspend(() => PubSub.publish(pubsub, { n: ++counter, event })).pipe(Effect.asVoid)
+
+    const resync = (sessionKey: string) =>
+      Clock.currentTimeMillis.pipe(
+        Effect.map((at) => new Resync({ sessionKey, sessionId: "", generation: 0, at }))
+      )
+
+    // `subscribedAt` is the count when the subscription began: a gap after it is a loss.
+    const fromEnvelopes = (envelopes: Stream.Stream<Envelope>, options: SubscribeOptions, subscribedAt: number) => {
+      const key = options.sessionKey
+      return envelopes.pipe(
+        Stream.mapAccumEffect(
+          subscribedAt,
+          (last, envelope): Effect.Effect<readonly [number, ReadonlyArray<LifecycleEvent>]> =>
+            envelope.n > last + 1
+              ? resync(key ?? "").pipe(Effect.map((r) => [envelope.n, [r, envelope.event]] as const))
+              : Effect.succeed([envelope.n, [envelope.event]] as const)
+        ),
+        Stream.flattenIterables,
+        Stream.filter(
+          (event: LifecycleEvent) => key === undefined || event._tag === "Resync" || event.sessionKey === key
+        )
+      )
+    }
+
+    /** Subscribes now (within the scope) and returns the stream of what follows. */
+    const subscribe = (
+      options: SubscribeOptions = {}
+    ): Effect.Effect<Stream.Stream<LifecycleEvent>, never, Scope.Scope> =>
+      Effect.suspend(() => {
+        const at = counter
+        return Stream.fromPubSub(pubsub, { scoped: true }).pipe(Effect.map((s) => fromEnvelopes(s, options, at)))
+      })
+
+    /** A stream that subscribes when it is run. */
+    const stream = (options: SubscribeOptions = {}): Stream.Stream<LifecycleEvent> =>
+      Stream.unwrapScoped(subscribe(options))
+
+    return { publish, subscribe, stream } as const
+  })
+}) {}

@@ -1,0 +1,100 @@
+/**
+ * The model port: a turn's reply and a compaction's summary through `LanguageModel`
+ * from `@effect/ai`, with provider errors classified as context overflow, transient or not.
+ */
+import { LanguageModel } from "@effect/ai"
+import type * as Prompt from "@effect/ai/Prompt"
+import { Effect } from "effect"
+import {
+  ContextOverflow,
+  contentText,
+  isContextOverflow,
+  isTransient,
+  ModelError,
+  SUMMARY_PROMPT_PREFIX,
+  type TranscriptEntry
+} from "@converge/domain"
+
+/** A model's answer with the usage it reported. */
+export interface ModelAnswer {
+  readonly text: string
+  readonly input: number
+  readonly output: number
+}
+
+const messageOf = (u: unknown): string => {
+  if (u instanceof Error) return u.message
+  if (u && typeof u === "object" && "message" in u && typeof u.message === "string") return u.message
+  return String(u)
+}
+
+/** Maps a provider error to the runner's typed errors. */
+export const classify = (error: unknown): ContextOverflow | ModelError =>
+  isContextOverflow(error)
+    ? new ContextOverflow({ message: messageOf(error) })
+    : new ModelError({ message: messageOf(error), transient: isTransient(error) })
+
+const text = (t: string) => [{ type: "text" as const, text: t }]
+
+/** The prompt messages of a context: its summary, then its messages. */
+export const contextMessages = (
+  summary: string | undefined,
+  entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>
+): Array<Prompt.MessageEncoded> => {
+  const out: Array<Prompt.MessageEncoded> = []
+  if (summary !== undefined) {
+    out.push({ role: "user", content: text(`The conversation so far, summarized:\n${summary}`) })
+  }
+  for (const { entry } of entries) {
+    if (entry.type !== "message") continue
+    const message = (entry as { message: { role: string; content: unknown } }).message
+    const body = contentText(message.content)
+    if (body.length === 0) continue
+    if (message.role === "assistant") out.push({ role: "assistant", content: text(body) })
+    else out.push({ role: "user", content: text(body) })
+  }
+  return out
+}
+
+const answer = (prompt: Array<Prompt.MessageEncoded>) =>
+  LanguageModel.generateText({ prompt }).pipe(
+    Effect.map(
+      (response): ModelAnswer => ({
+        text: response.text,
+        input: response.usage.inputTokens ?? 0,
+        output: response.usage.outputTokens ?? 0
+      })
+    ),
+    Effect.mapError(classify)
+  )
+
+/** Asks the model to answer the context. */
+export const reply = (
+  summary: string | undefined,
+  entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>
+): Effect.Effect<ModelAnswer, ContextOverflow | ModelError, LanguageModel.LanguageModel> =>
+  answer(contextMessages(summary, entries))
+
+/** Asks the model to summarize the entries before a cut (and the previous summary). */
+export const summarize = (
+  previousSummary: string | undefined,
+  entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>,
+  instructions: string | undefined
+): Effect.Effect<ModelAnswer, ContextOverflow | ModelError, LanguageModel.LanguageModel> => {
+  const system =
+    `${SUMMARY_PROMPT_PREFIX}: keep the facts, decisions, open questions and the user's goals, ` +
+    "so the conversation can continue from the summary alone." +
+    (instructions ? `\nAdditional instructions: ${instructions}` : "")
+  const transcript = contextMessages(previousSummary, entries)
+    .map((m) => {
+      const body = Array.isArray(m.content)
+        ? m.content.map((p) => ("text" in p && typeof p.text === "string" ? p.text : "")).join("")
+        : String(m.content)
+      return `${m.role}: ${body}`
+    })
+    .join("\n\n")
+  return answer([
+    { role: "system", content: system },
+    { role: "user", content: text(transcript) }
+  ])
+}

@@ -1,0 +1,310 @@
+/**
+ * The one path from events and transcripts to the owned fields of `SessionStore`.
+ * `apply` is called by whoever produces an event, before it is published; it is
+ * idempotent, so replays and recovery may call it again. `recover` folds transcripts
+ * into the store and publishes nothing.
+ */
+import { Clock, Effect, Option, Ref } from "effect"
+import {
+  type LifecycleEvent,
+  type SessionEntry,
+  sessionIdProblem,
+  SessionNotFound,
+  SessionUnavailable
+} from "@converge/domain"
+import { SessionStore } from "@converge/store"
+import { Transcript } from "@converge/transcript"
+import { RunnerConfig } from "./RunnerConfig.js"
+
+/** The version of a session: what a reset changes. */
+export interface SessionRef {
+  readonly sessionKey: string
+  readonly sessionId: string
+  readonly generation: number
+  readonly sessionStartedAt: number
+}
+
+/** What recovery found for one session. */
+export interface RecoveryReport {
+  readonly sessionKey: string
+  readonly sessionId: string
+  readonly before: number
+  readonly after: number
+  readonly problems: ReadonlyArray<string>
+  readonly adopted: boolean
+}
+
+/** The version fields of an entry, as the store compares them (absent = 0). */
+export const refOf = (sessionKey: string, entry: SessionEntry): SessionRef => ({
+  sessionKey,
+  sessionId: entry.sessionId,
+  generation: entry.generation ?? 0,
+  sessionStartedAt: entry.sessionStartedAt ?? 0
+})
+
+const versionPatch = (ref: SessionRef) => ({
+  sessionId: ref.sessionId,
+  generation: ref.generation,
+  sessionStartedAt: ref.sessionStartedAt
+})
+
+export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconciler", {
+  scoped: Effect.gen(function* () {
+    const store = yield* SessionStore
+    const transcript = yield* Transcript
+    const config = yield* RunnerConfig
+    const recovered = yield* Ref.make(new Set<string>())
+
+    /** The entry of `key` when it still belongs to `sessionId`; stale events find none. */
+    const current = (key: string, sessionId: string) =>
+      store.get(key).pipe(Effect.map(Option.filter((entry) => entry.sessionId === sessionId)))
+
+    /** Applies an event's state change to the store (idempotent; order-free). */
+    const apply = (event: LifecycleEvent): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        switch (event._tag) {
+          case "CompactionCompleted": {
+            const entry = yield* current(event.sessionKey, event.sessionId)
+            if (Option.isNone(entry)) return
+            yield* store.merge(event.sessionKey, {
+              ...versionPatch(refOf(event.sessionKey, entry.value)),
+              compactionCount: event.ordinal,
+              lastCompaction: {
+                compactionId: event.compactionId,
+                ordinal: event.ordinal,
+                at: event.at,
+                seq: event.seq,
+                tokensBefore: event.tokensBefore,
+                tokensAfter: event.tokensAfter
+              },
+              totalTokens: event.tokensAfter,
+              tokensAsOfSeq: event.seq
+            })
+            return
+          }
+          case "UsageObserved": {
+            const entry = yield* current(event.sessionKey, event.sessionId)
+            if (Option.isNone(entry)) return
+            yield* store.merge(event.sessionKey, {
+              ...versionPatch(refOf(event.sessionKey, entry.value)),
+              inputTokens: event.input,
+              outputTokens: event.output,
+              totalTokens: event.context,
+              tokensAsOfSeq: event.asOfSeq
+            })
+            return
+          }
+          case "TurnFinished": {
+            const entry = yield* current(event.sessionKey, event.sessionId)
+            if (Option.isNone(entry)) return
+            yield* store.merge(event.sessionKey, {
+              ...versionPatch(refOf(event.sessionKey, entry.value)),
+              lastRun: { runId: event.runId, outcome: event.outcome, at: event.at, seq: event.seq },
+              updatedAt: event.at
+            })
+            return
+          }
+          case "SessionReset": {
+            yield* store.merge(event.sessionKey, {
+              sessionId: event.sessionId,
+              generation: event.generation,
+              sessionStartedAt: event.at,
+              ownedFor: event.sessionId,
+              compactionCount: 0,
+              compactionBase: 0,
+              updatedAt: event.at
+            })
+            return
+          }
+          default:
+            return
+        }
+      })
+
+    /** The ordinal of the compaction entry at `index` of the transcript of `sessionId`. */
+    const ordinalOf = (key: string, sessionId: string, index: number): Effect.Effect<number> =>
+      current(key, sessionId).pipe(
+        Effect.map((entry) => (Option.isSome(entry) ? (entry.value.compactionBase ?? 0) : 0) + index)
+      )
+
+    /** Creates the session of `key` (generation 1, a new sessionId) unless it exists. */
+    const create = (key: string, sessionId: string): Effect.Effect<SessionEntry> =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        return yield* store.merge(key, {
+          sessionId,
+          generation: 1,
+          sessionStartedAt: now,
+          ownedFor: sessionId,
+          compactionCount: 0,
+          compactionBase: 0,
+          updatedAt: now,
+          contextTokens: config.contextWindow
+        })
+      })
+
+    /** Folds the transcript of one stored session into the store. */
+    const recoverEntry = (key: string, entry: SessionEntry): Effect.Effect<RecoveryReport> =>
+      Effect.gen(function* () {
+        const before = entry.compactionCount ?? 0
+        const problems: Array<string> = []
+        const idProblem = sessionIdProblem(entry.sessionId)
+        if (idProblem !== undefined) {
+          return {
+            sessionKey: key,
+            sessionId: entry.sessionId,
+            before,
+            after: before,
+            problems: [idProblem],
+            adopted: false
+          }
+        }
+        const exists = yield* transcript.exists(entry.sessionId).pipe(Effect.orElseSucceed(() => false))
+        const fold = exists ? yield* transcript.fold(entry.sessionId).pipe(Effect.option) : Option.none()
+        if (!exists) problems.push(`transcript ${entry.sessionId}.jsonl is missing`)
+        const fileCount = Option.isSome(fold) ? fold.value.compactionIndex : 0
+        if (Option.isSome(fold)) for (const p of fold.value.problems) problems.push(p.message)
+        else if (exists) problems.push(`transcript ${entry.sessionId}.jsonl could not be read`)
+        const adopted = entry.ownedFor !== entry.sessionId
+        const base = adopted ? Math.max(0, before - fileCount) : (entry.compactionBase ?? 0)
+        const patch: Record<string, unknown> = {
+          ...versionPatch(refOf(key, entry)),
+          ownedFor: entry.sessionId,
+          compactionBase: base
+        }
+        if (Option.isSome(fold)) {
+          const f = fold.value
+          if (f.compactionIndex > 0) patch.compactionCount = base + f.compactionIndex
+          if (f.lastCompaction !== undefined) {
+            const c = f.lastCompaction
+            patch.lastCompaction = {
+              compactionId: c.id,
+              ordinal: base + c.index,
+              at: c.at,
+              seq: c.seq,
+              ...(c.tokensBefore !== undefined ? { tokensBefore: c.tokensBefore } : {}),
+              ...(c.tokensAfter !== undefined ? { tokensAfter: c.tokensAfter } : {})
+            }
+          }
+          if (f.snapshot !== undefined) {
+            patch.totalTokens = f.snapshot.context
+            if (f.snapshot.input !== undefined) patch.inputTokens = f.snapshot.input
+            if (f.snapshot.output !== undefined) patch.outputTokens = f.snapshot.output
+            patch.tokensAsOfSeq = f.snapshot.asOfSeq
+          }
+        }
+        const merged = yield* store.merge(key, patch as SessionEntry)
+        return {
+          sessionKey: key,
+          sessionId: entry.sessionId,
+          before,
+          after: merged.compactionCount ?? 0,
+          problems,
+          adopted
+        }
+      })
+
+    /** Adopts transcripts no entry references, under their header's key or `recovered:<id>`. */
+    const adoptOrphans = (referenced: ReadonlySet<string>): Effect.Effect<Array<RecoveryReport>> =>
+      Effect.gen(function* () {
+        const ids = yield* transcript.list.pipe(Effect.orElseSucceed(() => []))
+        const reports: Array<RecoveryReport> = []
+        for (const id of ids) {
+          if (referenced.has(id) || sessionIdProblem(id) !== undefined) continue
+          const fold = yield* transcript.fold(id).pipe(Effect.option)
+          if (Option.isNone(fold)) continue
+          const f = fold.value
+          const key = f.header.sessionKey ?? `recovered:${id}`
+          const existing = yield* store.get(key)
+          if (Option.isSome(existing)) continue
+          const patch: Record<string, unknown> = {
+            sessionId: id,
+            generation: 1,
+            sessionStartedAt: f.header.startedAt,
+            ownedFor: id,
+            compactionBase: 0,
+            compactionCount: f.compactionIndex,
+            updatedAt: f.lastActivityAt
+          }
+          if (f.lastCompaction !== undefined) {
+            const c = f.lastCompaction
+            patch.lastCompaction = {
+              compactionId: c.id,
+              ordinal: c.index,
+              at: c.at,
+              seq: c.seq,
+              ...(c.tokensBefore !== undefined ? { tokensBefore: c.tokensBefore } : {}),
+              ...(c.tokensAfter !== undefined ? { tokensAfter: c.tokensAfter } : {})
+            }
+          }
+          if (f.snapshot !== undefined) {
+            patch.totalTokens = f.snapshot.context
+            if (f.snapshot.input !== undefined) patch.inputTokens = f.snapshot.input
+            if (f.snapshot.output !== undefined) patch.outputTokens = f.snapshot.output
+            patch.tokensAsOfSeq = f.snapshot.asOfSeq
+          }
+          yield* store.merge(key, patch as SessionEntry)
+          yield* Ref.update(recovered, (s) => new Set(s).add(key))
+          reports.push({
+            sessionKey: key,
+            sessionId: id,
+            before: 0,
+            after: f.compactionIndex,
+            problems: f.problems.map((p) => p.message),
+            adopted: true
+          })
+        }
+        return reports
+      })
+
+    /** Folds transcripts into the store: one session, or all (adopting orphans too). */
+    const recover = (sessionKey?: string): Effect.Effect<ReadonlyArray<RecoveryReport>> =>
+      Effect.gen(function* () {
+        if (sessionKey !== undefined) {
+          const entry = yield* store.get(sessionKey)
+          if (Option.isNone(entry)) return []
+          yield* Ref.update(recovered, (s) => new Set(s).add(sessionKey))
+          return [yield* recoverEntry(sessionKey, entry.value)]
+        }
+        const entries = yield* store.list
+        const reports: Array<RecoveryReport> = []
+        const referenced = new Set<string>()
+        for (const [key, entry] of entries) {
+          referenced.add(entry.sessionId)
+          if (typeof entry.ownedFor === "string") referenced.add(entry.ownedFor)
+          reports.push(yield* recoverEntry(key, entry))
+          yield* Ref.update(recovered, (s) => new Set(s).add(key))
+        }
+        reports.push(...(yield* adoptOrphans(referenced)))
+        return reports
+      })
+
+    /** Recovers `key` once in this process, before anyone reads it. */
+    const ensureRecovered = (key: string): Effect.Effect<void> =>
+      Ref.get(recovered).pipe(
+        Effect.flatMap((done) => (done.has(key) ? Effect.void : Effect.asVoid(recover(key))))
+      )
+
+    /** The stored entry of `key`, recovered first; fails when it is missing or cannot be served. */
+    const session = (
+      key: string
+    ): Effect.Effect<SessionRef & { entry: SessionEntry }, SessionNotFound | SessionUnavailable> =>
+      Effect.gen(function* () {
+        yield* ensureRecovered(key)
+        const entry = yield* store.get(key)
+        if (Option.isNone(entry)) return yield* Effect.fail(SessionNotFound.of(key))
+        const problem = sessionIdProblem(entry.value.sessionId)
+        if (problem !== undefined) {
+          return yield* Effect.fail(
+            new SessionUnavailable({
+              sessionKey: key,
+              message: `session ${key} cannot be served: ${problem}`
+            })
+          )
+        }
+        return { ...refOf(key, entry.value), entry: entry.value }
+      })
+
+    return { apply, ordinalOf, create, recover, ensureRecovered, session } as const
+  })
+}) {}

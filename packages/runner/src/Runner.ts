@@ -1,0 +1,515 @@
+/**
+ * Turns, manual compactions, cancellation and resets. A turn runs in its session's lane,
+ * bounded by its timeout from submission; a compaction it starts belongs to the
+ * `CompactionSupervisor`, so the turn can stop waiting while the compaction goes on.
+ * Turns run in a fiber set owned by this service: a caller that goes away does not
+ * cancel them, and shutdown drains them.
+ */
+import { LanguageModel } from "@effect/ai"
+import {
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  FiberSet,
+  Option,
+  Schedule,
+  Schema
+} from "effect"
+import {
+  type CompactResult,
+  type ContextOverflow,
+  type ErrorInfo,
+  InvalidSessionKey,
+  type LaneFull,
+  makeRunId,
+  makeSessionId,
+  type ModelError,
+  type SessionId,
+  SessionKey,
+  type SessionLeased,
+  SessionNotFound,
+  SessionReset,
+  type SessionStatus,
+  type SessionUnavailable,
+  ShuttingDown,
+  type TimeoutKind,
+  TurnFinished,
+  type TurnOutcome,
+  type TurnResult,
+  TurnStarted,
+  UsageObserved
+} from "@converge/domain"
+import { Transcript } from "@converge/transcript"
+import { type CompactionHandle, CompactionSupervisor } from "./CompactionSupervisor.js"
+import { Lanes } from "./Lanes.js"
+import { LifecycleEvents } from "./LifecycleEvents.js"
+import * as Model from "./Model.js"
+import { Reconciler, type SessionRef } from "./Reconciler.js"
+import { RunnerConfig } from "./RunnerConfig.js"
+import { Status } from "./Status.js"
+
+/** Options of a turn. */
+export interface TurnOptions {
+  /** Overrides `turnTimeoutMs`, counted from submission. */
+  readonly timeoutMs?: number | undefined
+  /** A repeat with the same key (per session, kept 24 h) returns the first result and runs nothing. */
+  readonly idempotencyKey?: string | undefined
+}
+
+/** How long an idempotency key is remembered. */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000
+
+/** Options of a manual compaction. */
+export interface CompactOptions {
+  readonly instructions?: string | undefined
+  /** How long to wait for the result (default `compactionWaitMs`); the compaction goes on after. */
+  readonly waitMs?: number | undefined
+}
+
+/** Errors a turn answers with instead of a `TurnResult`. */
+export type TurnError = LaneFull | SessionLeased | SessionUnavailable | InvalidSessionKey | ShuttingDown
+
+type CompactionState = TurnResult["compaction"]["state"]
+
+/** What a turn knows while it runs; read by the timeout path. */
+interface Progress {
+  session: SessionRef | undefined
+  lastSeq: number
+  compaction: CompactionHandle | undefined
+  compactionState: CompactionState
+  committed: TurnDraft | undefined
+}
+
+/** How a turn ended, before its status is attached. */
+interface TurnDraft {
+  readonly outcome: TurnOutcome
+  readonly timeout?: TimeoutKind
+  readonly reply?: string
+  readonly error?: ErrorInfo
+}
+
+const errorInfo = (e: { readonly _tag: string; readonly message: string }): ErrorInfo => ({
+  _tag: e._tag,
+  message: e.message
+})
+
+const decodeKey = Schema.decodeUnknownEither(SessionKey)
+
+export class Runner extends Effect.Service<Runner>()("converge/Runner", {
+  scoped: Effect.gen(function* () {
+    const config = yield* RunnerConfig
+    const lanes = yield* Lanes
+    const transcript = yield* Transcript
+    const reconciler = yield* Reconciler
+    const supervisor = yield* CompactionSupervisor
+    const events = yield* LifecycleEvents
+    const status = yield* Status
+    const model = yield* LanguageModel.LanguageModel
+    const turns = yield* FiberSet.make<unknown, unknown>()
+    // Idempotency keys: claimed before the turn starts, so a repeat waits for the first result.
+    const claimed = new Map<
+      string,
+      { readonly result: Deferred.Deferred<TurnResult, TurnError>; readonly at: number }
+    >()
+    let shuttingDown = false
+    const threshold = config.contextWindow - config.reserveTokens
+
+    const checkKey = (key: string) =>
+      Either.isRight(decodeKey(key))
+        ? Effect.void
+        : Effect.fail(
+            new InvalidSessionKey({
+              sessionKey: key,
+              message: `invalid session key ${JSON.stringify(key.slice(0, 64))}: 1–256 characters of A-Z a-z 0-9 : _ . @ + -`
+            })
+          )
+
+    const refuseWhenShuttingDown = Effect.suspend(() =>
+      shuttingDown ? Effect.fail(new ShuttingDown({ message: "the runtime is shutting down" })) : Effect.void
+    )
+
+    /** The session of `key`, created (generation 1) when there is none. */
+    const ensureSession = (key: string) =>
+      reconciler.session(key).pipe(
+        Effect.catchTag("SessionNotFound", () =>
+          reconciler.create(key, makeSessionId()).pipe(Effect.zipRight(reconciler.session(key)))
+        ),
+        Effect.catchTag("SessionNotFound", (e) => Effect.die(e))
+      )
+
+    /** Applies and publishes the end of a turn: state first, then the event. */
+    const finish = (s: SessionRef, runId: string, draft: TurnDraft, seq: number) =>
+      Effect.gen(function* () {
+        const event = new TurnFinished({
+          sessionKey: s.sessionKey,
+          sessionId: s.sessionId,
+          generation: s.generation,
+          at: yield* Clock.currentTimeMillis,
+          runId,
+          outcome: draft.outcome,
+          ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
+          seq
+        })
+        yield* reconciler.apply(event)
+        yield* events.publish(event)
+      })
+
+    /** Waits for a compaction within the compaction wait, or until the turn's deadline. */
+    const waitForCompaction = (handle: CompactionHandle, deadline: number, progress: Progress) =>
+      Effect.gen(function* () {
+        progress.compaction = handle
+        progress.compactionState = "pending"
+        const now = yield* Clock.currentTimeMillis
+        // When both bounds fall due at once the turn timeout wins: wait on, the turn's timer fires.
+        const bound = now + config.compactionWaitMs >= deadline ? Duration.infinity : config.compactionWaitMs
+        const result = yield* supervisor.await(handle, bound)
+        if (Option.isNone(result)) return false
+        progress.compactionState = Exit.isSuccess(result.value) ? "completed" : "failed"
+        return true
+      })
+
+    const callModel = (summary: string | undefined, entries: Parameters<typeof Model.reply>[1]) =>
+      Model.reply(summary, entries).pipe(
+        Effect.retry({
+          schedule: Schedule.exponential(Duration.millis(250)).pipe(Schedule.intersect(Schedule.recurs(3))),
+          while: (e: ContextOverflow | ModelError) => e._tag === "ModelError" && e.transient
+        }),
+        Effect.provideService(LanguageModel.LanguageModel, model)
+      )
+
+    /** The turn itself, run in the session's lane. */
+    const body = (key: string, runId: string, message: string, deadline: number, progress: Progress) =>
+      Effect.gen(function* () {
+        const s = yield* ensureSession(key)
+        progress.session = s
+        const sessionId = s.sessionId as SessionId
+        const base = { sessionKey: key, sessionId, generation: s.generation }
+        yield* events.publish(new TurnStarted({ ...base, at: yield* Clock.currentTimeMillis, runId }))
+        const now = yield* Clock.currentTimeMillis
+        const [user] = yield* transcript.append(
+          sessionId,
+          [{ type: "message", message: { role: "user", content: message, timestamp: now } }],
+          { sessionKey: key }
+        )
+        progress.lastSeq = user!.seq
+
+        let context = yield* transcript.buildContext(sessionId)
+        const running = Option.getOrUndefined(yield* supervisor.inFlight(sessionId))
+        const handle = context.tokens > threshold ? (yield* supervisor.start(s, "threshold")).handle : running
+        if (handle !== undefined) {
+          const settled = yield* waitForCompaction(handle, deadline, progress)
+          context = yield* transcript.buildContext(sessionId)
+          if (!settled && context.tokens > threshold) {
+            return { outcome: "timed_out", timeout: "compactionWait" } satisfies TurnDraft
+          }
+        }
+
+        let answer = yield* callModel(context.summary, context.entries).pipe(Effect.either)
+        if (Either.isLeft(answer) && answer.left._tag === "ContextOverflow") {
+          // Compact and retry once.
+          const started = yield* supervisor.start(s, "overflow")
+          const settled = yield* waitForCompaction(started.handle, deadline, progress)
+          if (!settled) return { outcome: "timed_out", timeout: "compactionWait" } satisfies TurnDraft
+          context = yield* transcript.buildContext(sessionId)
+          answer = yield* callModel(context.summary, context.entries).pipe(Effect.either)
+        }
+        if (Either.isLeft(answer)) {
+          return { outcome: "failed", error: errorInfo(answer.left) } satisfies TurnDraft
+        }
+        const { text, input, output } = answer.right
+        const promptSeq = context.lastSeq
+        const commit = Effect.gen(function* () {
+          const at = yield* Clock.currentTimeMillis
+          const [reply] = yield* transcript.append(
+            sessionId,
+            [
+              {
+                type: "message",
+                promptSeq,
+                message: {
+                  role: "assistant",
+                  content: [{ type: "text", text }],
+                  usage: { input, output, totalTokens: input + output },
+                  stopReason: "stop",
+                  timestamp: at
+                }
+              }
+            ],
+            { sessionKey: key }
+          )
+          const usage = new UsageObserved({
+            ...base,
+            at,
+            runId,
+            input,
+            output,
+            context: input + output,
+            asOfSeq: promptSeq
+          })
+          yield* reconciler.apply(usage)
+          yield* events.publish(usage)
+          const draft: TurnDraft = { outcome: "completed", reply: text }
+          yield* finish(s, runId, draft, reply!.seq)
+          progress.lastSeq = reply!.seq
+          progress.committed = draft
+          return draft
+        })
+        return yield* Effect.uninterruptible(commit)
+      })
+
+    const compactionOf = (progress: Progress): TurnResult["compaction"] =>
+      progress.compaction === undefined
+        ? { state: "none" }
+        : { state: progress.compactionState, compactionId: progress.compaction.compactionId }
+
+    const statusOr = (key: string, fallback: SessionRef | undefined) =>
+      status.get(key).pipe(
+        Effect.catchAll(() =>
+          Effect.succeed<SessionStatus>({
+            sessionKey: key,
+            sessionId: fallback?.sessionId ?? "",
+            generation: fallback?.generation ?? 0,
+            compactionCount: 0,
+            compaction: { state: "idle" },
+            tokens: { context: null, window: null, input: null, output: null, fresh: false, asOfSeq: -1 },
+            updatedAt: 0
+          })
+        )
+      )
+
+    /** Runs one turn, once per idempotency key when one is given. */
+    const turn = (
+      key: string,
+      message: string,
+      options: TurnOptions = {}
+    ): Effect.Effect<TurnResult, TurnError> =>
+      options.idempotencyKey === undefined
+        ? runTurn(key, message, options)
+        : Effect.gen(function* () {
+            const now = yield* Clock.currentTimeMillis
+            for (const [k, v] of claimed) if (now - v.at >= IDEMPOTENCY_TTL_MS) claimed.delete(k)
+            const id = `${key}\u0000${options.idempotencyKey}`
+            const first = claimed.get(id)
+            if (first !== undefined) return yield* Deferred.await(first.result)
+            const result = yield* Deferred.make<TurnResult, TurnError>()
+            claimed.set(id, { result, at: now })
+            // The result is settled by a fiber of the runtime, whatever happens to this caller.
+            yield* FiberSet.run(
+              turns,
+              Effect.exit(runTurn(key, message, options)).pipe(
+                Effect.flatMap((exit) => {
+                  // A turn refused before it ran (lane full, shutting down) does not keep its key.
+                  if (Exit.isFailure(exit)) claimed.delete(id)
+                  return Deferred.done(result, exit)
+                })
+              )
+            )
+            return yield* Deferred.await(result)
+          })
+
+    /** Runs one turn: lane, user message, context, compaction wait, model, reply. */
+    const runTurn = (
+      key: string,
+      message: string,
+      options: TurnOptions
+    ): Effect.Effect<TurnResult, TurnError> =>
+      Effect.gen(function* () {
+        yield* refuseWhenShuttingDown
+        yield* checkKey(key)
+        const timeoutMs = options.timeoutMs ?? config.turnTimeoutMs
+        const runId = makeRunId()
+        const deadline = (yield* Clock.currentTimeMillis) + timeoutMs
+        const initial = yield* ensureSession(key)
+        const progress: Progress = {
+          session: undefined,
+          lastSeq: -1,
+          compaction: undefined,
+          compactionState: "none",
+          committed: undefined
+        }
+        const work = lanes.withLane(key, body(key, runId, message, deadline, progress)).pipe(
+          Effect.timeoutOption(Duration.millis(timeoutMs)),
+          Effect.flatMap((ended) =>
+            Effect.uninterruptible(
+              Effect.gen(function* () {
+                // A reply committed as the timer fired is delivered: the transcript has it.
+                const draft: TurnDraft = Option.getOrElse(
+                  Option.orElse(ended, () => Option.fromNullable(progress.committed)),
+                  (): TurnDraft => ({ outcome: "timed_out", timeout: "turn" })
+                )
+                const s = progress.session ?? initial
+                if (draft.outcome !== "completed") {
+                  const seq = progress.lastSeq >= 0 ? progress.lastSeq : yield* lastSeqOf(s.sessionId)
+                  yield* finish(s, runId, draft, seq)
+                }
+                if (progress.compaction !== undefined && progress.compactionState === "pending") {
+                  const handle = progress.compaction
+                  if (yield* Deferred.isDone(handle.done)) {
+                    const exit = yield* Effect.exit(Deferred.await(handle.done))
+                    progress.compactionState = Exit.isSuccess(exit) ? "completed" : "failed"
+                  }
+                }
+                const result: TurnResult = {
+                  runId,
+                  sessionKey: key,
+                  sessionId: s.sessionId,
+                  outcome: draft.outcome,
+                  ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
+                  ...(draft.reply !== undefined ? { reply: draft.reply } : {}),
+                  ...(draft.error !== undefined ? { error: draft.error } : {}),
+                  compaction: compactionOf(progress),
+                  status: yield* statusOr(key, s)
+                }
+                return result
+              })
+            )
+          ),
+          Effect.catchTag("StorageError", (e) => failedResult(key, runId, progress, initial, e))
+        )
+        const fiber = yield* FiberSet.run(turns, Effect.interruptible(work))
+        return yield* Fiber.join(fiber)
+      })
+
+    const lastSeqOf = (sessionId: string) =>
+      transcript.fold(sessionId as SessionId).pipe(
+        Effect.map((f) => f.lastSeq),
+        Effect.orElseSucceed(() => -1)
+      )
+
+    const failedResult = (
+      key: string,
+      runId: string,
+      progress: Progress,
+      initial: SessionRef,
+      error: { readonly _tag: string; readonly message: string }
+    ) =>
+      Effect.gen(function* () {
+        const s = progress.session ?? initial
+        yield* finish(s, runId, { outcome: "failed" }, progress.lastSeq)
+        const result: TurnResult = {
+          runId,
+          sessionKey: key,
+          sessionId: s.sessionId,
+          outcome: "failed",
+          error: errorInfo(error),
+          compaction: compactionOf(progress),
+          status: yield* statusOr(key, s)
+        }
+        return result
+      })
+
+    /** Starts (or joins) a compaction of `key` and waits for it at most `waitMs`. */
+    const compact = (
+      key: string,
+      options: CompactOptions = {}
+    ): Effect.Effect<CompactResult, SessionNotFound | SessionUnavailable | ShuttingDown> =>
+      Effect.gen(function* () {
+        yield* refuseWhenShuttingDown
+        const s = yield* reconciler.session(key)
+        const { handle, joined } = yield* supervisor.start(s, "manual", options.instructions)
+        const waited = yield* supervisor.await(
+          handle,
+          Duration.millis(options.waitMs ?? config.compactionWaitMs)
+        )
+        const base = { compactionId: handle.compactionId, joined }
+        const st = yield* status.get(key)
+        if (Option.isNone(waited)) return { state: "pending", ...base, status: st } satisfies CompactResult
+        const exit = waited.value
+        if (Exit.isFailure(exit)) {
+          const failure = Exit.causeOption(exit).pipe(
+            Option.flatMap((c) => Option.fromNullable(c._tag === "Fail" ? c.error : undefined))
+          )
+          const error = Option.isSome(failure)
+            ? { _tag: "CompactionFailed", message: `${failure.value.reason}: ${failure.value.message}` }
+            : { _tag: "CompactionFailed", message: "compaction interrupted" }
+          return { state: "failed", ...base, error, status: st } satisfies CompactResult
+        }
+        const outcome = exit.value
+        if (outcome._tag === "Skipped") {
+          return {
+            state: "skipped",
+            ...base,
+            tokensBefore: outcome.tokensBefore,
+            status: st
+          } satisfies CompactResult
+        }
+        return {
+          state: "completed",
+          ...base,
+          tokensBefore: outcome.tokensBefore,
+          tokensAfter: outcome.tokensAfter,
+          status: st
+        } satisfies CompactResult
+      })
+
+    /** Cancels the running compaction of `key` (before its commit) and answers its status. */
+    const cancelCompaction = (
+      key: string
+    ): Effect.Effect<SessionStatus, SessionNotFound | SessionUnavailable> =>
+      Effect.gen(function* () {
+        const s = yield* reconciler.session(key)
+        yield* supervisor.cancel(s.sessionId)
+        return yield* status.get(key)
+      })
+
+    /** Starts a new generation of `key`: new sessionId, count 0; unowned fields kept. */
+    const reset = (
+      key: string
+    ): Effect.Effect<SessionStatus, SessionNotFound | SessionUnavailable | ShuttingDown> =>
+      Effect.gen(function* () {
+        yield* refuseWhenShuttingDown
+        const s = yield* reconciler.session(key)
+        const event = new SessionReset({
+          sessionKey: key,
+          sessionId: makeSessionId(),
+          generation: s.generation + 1,
+          at: yield* Clock.currentTimeMillis,
+          previousSessionId: s.sessionId
+        })
+        yield* reconciler.apply(event)
+        yield* events.publish(event)
+        return yield* status.get(key)
+      })
+
+    /** Stops taking new work; what runs goes on until drained. */
+    const beginShutdown = Effect.sync(() => {
+      shuttingDown = true
+    })
+
+    // Shutdown: turns and compactions share one drain bound, then are interrupted (before their commit).
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        shuttingDown = true
+        const bound = Duration.millis(config.drainTimeoutMs)
+        yield* Effect.all(
+          [
+            FiberSet.awaitEmpty(turns).pipe(Effect.interruptible, Effect.timeoutOption(bound)),
+            supervisor.drain(bound)
+          ],
+          { concurrency: 2, discard: true }
+        )
+        yield* FiberSet.clear(turns)
+      })
+    )
+
+    /** How many turns are running or queued. */
+    const running = FiberSet.size(turns)
+
+    return {
+      turn,
+      compact,
+      cancelCompaction,
+      reset,
+      beginShutdown,
+      running,
+      status: status.get,
+      sessions: status.list
+    } as const
+  })
+}) {}
+
+export { SessionNotFound }

@@ -1,0 +1,60 @@
+/**
+ * Where a compaction cuts the context: keep the most recent `keepRecentTokens`, summarize
+ * what is before, and never separate a tool call from its result.
+ */
+import { contentChars, type TranscriptEntry } from "@converge/domain"
+
+/** Characters / 4, rounded up: the estimate used where the model reported nothing. */
+export const estimateEntryTokens = (entry: TranscriptEntry): number => {
+  if (entry.type === "message") {
+    const message = (entry as { message: { content: unknown } }).message
+    return Math.ceil(contentChars(message.content) / 4)
+  }
+  if (entry.type === "compaction")
+    return Math.ceil(String((entry as { summary: unknown }).summary ?? "").length / 4)
+  return 0
+}
+
+const isToolResult = (entry: TranscriptEntry): boolean => {
+  if (entry.type !== "message") return false
+  const message = (entry as { message: { role: string; content: unknown } }).message
+  if (message.role === "toolResult" || message.role === "tool") return true
+  return (
+    Array.isArray(message.content) &&
+    message.content.some(
+      (b) => b && typeof b === "object" && (b as { type?: unknown }).type === "tool_result"
+    )
+  )
+}
+
+/**
+ * The index of the first entry to keep, or `undefined` when nothing can be summarized
+ * (the whole context is recent, or no valid cut leaves anything before it).
+ */
+export const chooseCut = (
+  entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>,
+  keepRecentTokens: number
+): number | undefined => {
+  let kept = 0
+  let cut = entries.length
+  while (cut > 0 && kept < keepRecentTokens) {
+    cut--
+    kept += estimateEntryTokens(entries[cut]!.entry)
+  }
+  // A tool result stays with the call before it: move the cut back past results.
+  while (cut > 0 && cut < entries.length && isToolResult(entries[cut]!.entry)) cut--
+  // Entries that are not messages (custom, …) carry no context: do not start the kept part with them.
+  while (cut < entries.length && entries[cut]!.entry.type !== "message") cut++
+  if (cut <= 0 || cut >= entries.length) return undefined
+  return cut
+}
+
+/** The estimate of a context made of a summary and entries. */
+export const estimateContextTokens = (
+  summary: string | undefined,
+  entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>
+): number => {
+  let n = summary === undefined ? 0 : Math.ceil(summary.length / 4)
+  for (const { entry } of entries) if (entry.type !== "compaction") n += estimateEntryTokens(entry)
+  return n
+}
