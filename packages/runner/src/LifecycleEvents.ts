@@ -37,7 +37,11 @@ export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge
       )
 
     // `subscribedAt` is the count when the subscription began: a gap after it is a loss.
-    const fromEnvelopes = (envelopes: Stream.Stream<Envelope>, options: SubscribeOptions, subscribedAt: number) => {
+    const fromEnvelopes = (
+      envelopes: Stream.Stream<Envelope>,
+      options: SubscribeOptions,
+      subscribedAt: number
+    ) => {
       const key = options.sessionKey
       return envelopes.pipe(
         Stream.mapAccumEffect(
@@ -60,7 +64,9 @@ export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge
     ): Effect.Effect<Stream.Stream<LifecycleEvent>, never, Scope.Scope> =>
       Effect.suspend(() => {
         const at = counter
-        return Stream.fromPubSub(pubsub, { scoped: true }).pipe(Effect.map((s) => fromEnvelopes(s, options, at)))
+        return Stream.fromPubSub(pubsub, { scoped: true }).pipe(
+          Effect.map((s) => fromEnvelopes(s, options, at))
+        )
       })
 
     /** A stream that subscribes when it is run. */

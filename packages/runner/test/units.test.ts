@@ -16,9 +16,24 @@ describe("Lanes", () => {
       const l = yield* Lanes
       const order = yield* Ref.make<Array<number>>([])
       const gate = yield* Deferred.make<void>()
-      const first = yield* Effect.fork(l.withLane("k", Effect.zipRight(Deferred.await(gate), Ref.update(order, (o) => [...o, 0]))))
+      const first = yield* Effect.fork(
+        l.withLane(
+          "k",
+          Effect.zipRight(
+            Deferred.await(gate),
+            Ref.update(order, (o) => [...o, 0])
+          )
+        )
+      )
       yield* settle
-      const rest = yield* Effect.forEach([1, 2, 3], (i) => Effect.fork(l.withLane("k", Ref.update(order, (o) => [...o, i]))))
+      const rest = yield* Effect.forEach([1, 2, 3], (i) =>
+        Effect.fork(
+          l.withLane(
+            "k",
+            Ref.update(order, (o) => [...o, i])
+          )
+        )
+      )
       yield* settle
       expect(yield* l.state("k")).toEqual({ running: true, waiting: 3 })
       yield* Deferred.succeed(gate, undefined)
@@ -62,7 +77,8 @@ describe("Lanes", () => {
 describe("LifecycleEvents", () => {
   const events = (eventBufferSize: number) =>
     LifecycleEvents.Default.pipe(Layer.provide(RunnerConfig.layer({ eventBufferSize })))
-  const event = (i: number) => new TurnStarted({ sessionKey: "k", sessionId: "s", generation: 1, at: i, runId: `r${i}` })
+  const event = (i: number) =>
+    new TurnStarted({ sessionKey: "k", sessionId: "s", generation: 1, at: i, runId: `r${i}` })
 
   it.scoped("a consumer within the buffer loses nothing", () =>
     Effect.gen(function* () {
@@ -90,7 +106,9 @@ describe("LifecycleEvents", () => {
       const e = yield* LifecycleEvents
       const stream = yield* e.subscribe({ sessionKey: "k2" })
       yield* e.publish(event(1))
-      yield* e.publish(new TurnStarted({ sessionKey: "k2", sessionId: "s", generation: 1, at: 2, runId: "r" }))
+      yield* e.publish(
+        new TurnStarted({ sessionKey: "k2", sessionId: "s", generation: 1, at: 2, runId: "r" })
+      )
       const got = yield* Stream.runCollect(Stream.take(stream, 1))
       expect([...got].map((x) => x.sessionKey)).toEqual(["k2"])
     }).pipe(Effect.provide(events(8)))
