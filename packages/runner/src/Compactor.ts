@@ -63,6 +63,13 @@ export class Compactor extends Effect.Service<Compactor>()("converge/Compactor",
         const context = yield* transcript.buildContext(sessionId)
         const tokensBefore = context.tokens
         const base = { sessionKey: session.sessionKey, sessionId, generation: session.generation }
+        const cut = chooseCut(context.entries, config.keepRecentTokens)
+        if (cut === undefined) {
+          // Nothing to summarize: no compaction starts, so no event is published.
+          const skipped: CompactionOutcome = { _tag: "Skipped", compactionId, tokensBefore }
+          yield* Effect.uninterruptible(onCommit(skipped))
+          return skipped
+        }
         yield* events.publish(
           new CompactionStarted({
             ...base,
@@ -72,12 +79,6 @@ export class Compactor extends Effect.Service<Compactor>()("converge/Compactor",
             tokensBefore
           })
         )
-        const cut = chooseCut(context.entries, config.keepRecentTokens)
-        if (cut === undefined) {
-          const skipped: CompactionOutcome = { _tag: "Skipped", compactionId, tokensBefore }
-          yield* Effect.uninterruptible(onCommit(skipped))
-          return skipped
-        }
         const firstKeptEntryId = context.entries[cut]!.entry.id as string
         const summary = yield* Model.summarize(
           context.summary,

@@ -1,0 +1,3 @@
+export * from "./createRuntime.js"
+export * from "./ModelLayer.js"
+export * from "./RuntimeLayer.js"
