@@ -15,7 +15,7 @@ import {
 import { type CompactionOutcome, Compactor } from "./Compactor.js"
 import { LifecycleEvents } from "./LifecycleEvents.js"
 import type { SessionRef } from "./Reconciler.js"
-import { RunnerConfig } from "./RunnerConfig.js"
+import { RunnerConfig, trusted } from "./RunnerConfig.js"
 
 /** A compaction that did not commit, and why. */
 export class CompactionFailure extends Data.TaggedError("CompactionFailure")<{
@@ -79,15 +79,18 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
           }
           const s = handle.session
           yield* events.publish(
-            new CompactionFailed({
-              sessionKey: s.sessionKey,
-              sessionId: s.sessionId,
-              generation: s.generation,
-              at: yield* Clock.currentTimeMillis,
-              compactionId: handle.compactionId,
-              reason,
-              message
-            })
+            new CompactionFailed(
+              {
+                sessionKey: s.sessionKey,
+                sessionId: s.sessionId,
+                generation: s.generation,
+                at: yield* Clock.currentTimeMillis,
+                compactionId: handle.compactionId,
+                reason,
+                message
+              },
+              trusted
+            )
           )
           yield* Deferred.fail(
             handle.done,

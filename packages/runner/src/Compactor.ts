@@ -21,7 +21,7 @@ import { chooseCut, estimateContextTokens } from "./cutPoint.js"
 import { LifecycleEvents } from "./LifecycleEvents.js"
 import * as Model from "./Model.js"
 import { Reconciler, type SessionRef } from "./Reconciler.js"
-import { RunnerConfig } from "./RunnerConfig.js"
+import { RunnerConfig, trusted } from "./RunnerConfig.js"
 
 /** What a compaction that ran to its end produced. */
 export type CompactionOutcome =
@@ -71,13 +71,16 @@ export class Compactor extends Effect.Service<Compactor>()("converge/Compactor",
           return skipped
         }
         yield* events.publish(
-          new CompactionStarted({
-            ...base,
-            at: yield* Clock.currentTimeMillis,
-            compactionId,
-            reason,
-            tokensBefore
-          })
+          new CompactionStarted(
+            {
+              ...base,
+              at: yield* Clock.currentTimeMillis,
+              compactionId,
+              reason,
+              tokensBefore
+            },
+            trusted
+          )
         )
         const firstKeptEntryId = context.entries[cut]!.entry.id as string
         const summary = yield* Model.summarize(
@@ -99,15 +102,18 @@ export class Compactor extends Effect.Service<Compactor>()("converge/Compactor",
           const at = Date.parse(entry.timestamp)
           const tokensAfter = entry.tokensAfter ?? 0
           const ordinal = yield* reconciler.ordinalOf(session.sessionKey, sessionId, appended.index)
-          const completed = new CompactionCompleted({
-            ...base,
-            at,
-            compactionId,
-            ordinal,
-            seq: appended.seq,
-            tokensBefore: entry.tokensBefore ?? tokensBefore,
-            tokensAfter
-          })
+          const completed = new CompactionCompleted(
+            {
+              ...base,
+              at,
+              compactionId,
+              ordinal,
+              seq: appended.seq,
+              tokensBefore: entry.tokensBefore ?? tokensBefore,
+              tokensAfter
+            },
+            trusted
+          )
           yield* reconciler.apply(completed)
           if (appended.created) yield* events.publish(completed)
           const outcome: CompactionOutcome = {

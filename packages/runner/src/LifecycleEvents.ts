@@ -5,7 +5,7 @@
  */
 import { Clock, Effect, PubSub, type Scope, Stream } from "effect"
 import { type LifecycleEvent, Resync } from "@converge/domain"
-import { RunnerConfig } from "./RunnerConfig.js"
+import { RunnerConfig, trusted } from "./RunnerConfig.js"
 
 interface Envelope {
   readonly n: number
@@ -33,7 +33,7 @@ export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge
 
     const resync = (sessionKey: string) =>
       Clock.currentTimeMillis.pipe(
-        Effect.map((at) => new Resync({ sessionKey, sessionId: "", generation: 0, at }))
+        Effect.map((at) => new Resync({ sessionKey, sessionId: "", generation: 0, at }, trusted))
       )
 
     // `subscribedAt` is the count when the subscription began: a gap after it is a loss.

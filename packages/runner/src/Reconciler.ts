@@ -13,7 +13,7 @@ import {
   SessionUnavailable
 } from "@converge/domain"
 import { SessionStore } from "@converge/store"
-import { Transcript } from "@converge/transcript"
+import { type Fold, Transcript } from "@converge/transcript"
 import { RunnerConfig } from "./RunnerConfig.js"
 
 /** The version of a session: what a reset changes. */
@@ -47,6 +47,30 @@ const versionPatch = (ref: SessionRef) => ({
   generation: ref.generation,
   sessionStartedAt: ref.sessionStartedAt
 })
+
+/** The owned fields a transcript's fold proves: count, last compaction, token snapshot. */
+const foldedFields = (f: Fold, base: number): Record<string, unknown> => {
+  const fields: Record<string, unknown> = {}
+  if (f.compactionIndex > 0) fields.compactionCount = base + f.compactionIndex
+  const c = f.lastCompaction
+  if (c !== undefined) {
+    fields.lastCompaction = {
+      compactionId: c.id,
+      ordinal: base + c.index,
+      at: c.at,
+      seq: c.seq,
+      ...(c.tokensBefore !== undefined ? { tokensBefore: c.tokensBefore } : {}),
+      ...(c.tokensAfter !== undefined ? { tokensAfter: c.tokensAfter } : {})
+    }
+  }
+  if (f.snapshot !== undefined) {
+    fields.totalTokens = f.snapshot.context
+    if (f.snapshot.input !== undefined) fields.inputTokens = f.snapshot.input
+    if (f.snapshot.output !== undefined) fields.outputTokens = f.snapshot.output
+    fields.tokensAsOfSeq = f.snapshot.asOfSeq
+  }
+  return fields
+}
 
 export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconciler", {
   scoped: Effect.gen(function* () {
@@ -172,27 +196,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
           ownedFor: entry.sessionId,
           compactionBase: base
         }
-        if (Option.isSome(fold)) {
-          const f = fold.value
-          if (f.compactionIndex > 0) patch.compactionCount = base + f.compactionIndex
-          if (f.lastCompaction !== undefined) {
-            const c = f.lastCompaction
-            patch.lastCompaction = {
-              compactionId: c.id,
-              ordinal: base + c.index,
-              at: c.at,
-              seq: c.seq,
-              ...(c.tokensBefore !== undefined ? { tokensBefore: c.tokensBefore } : {}),
-              ...(c.tokensAfter !== undefined ? { tokensAfter: c.tokensAfter } : {})
-            }
-          }
-          if (f.snapshot !== undefined) {
-            patch.totalTokens = f.snapshot.context
-            if (f.snapshot.input !== undefined) patch.inputTokens = f.snapshot.input
-            if (f.snapshot.output !== undefined) patch.outputTokens = f.snapshot.output
-            patch.tokensAsOfSeq = f.snapshot.asOfSeq
-          }
-        }
+        if (Option.isSome(fold)) Object.assign(patch, foldedFields(fold.value, base))
         const merged = yield* store.merge(key, patch as SessionEntry)
         return {
           sessionKey: key,
@@ -224,24 +228,8 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
             ownedFor: id,
             compactionBase: 0,
             compactionCount: f.compactionIndex,
-            updatedAt: f.lastActivityAt
-          }
-          if (f.lastCompaction !== undefined) {
-            const c = f.lastCompaction
-            patch.lastCompaction = {
-              compactionId: c.id,
-              ordinal: c.index,
-              at: c.at,
-              seq: c.seq,
-              ...(c.tokensBefore !== undefined ? { tokensBefore: c.tokensBefore } : {}),
-              ...(c.tokensAfter !== undefined ? { tokensAfter: c.tokensAfter } : {})
-            }
-          }
-          if (f.snapshot !== undefined) {
-            patch.totalTokens = f.snapshot.context
-            if (f.snapshot.input !== undefined) patch.inputTokens = f.snapshot.input
-            if (f.snapshot.output !== undefined) patch.outputTokens = f.snapshot.output
-            patch.tokensAsOfSeq = f.snapshot.asOfSeq
+            updatedAt: f.lastActivityAt,
+            ...foldedFields(f, 0)
           }
           yield* store.merge(key, patch as SessionEntry)
           yield* Ref.update(recovered, (s) => new Set(s).add(key))

@@ -49,7 +49,7 @@ import { Lanes } from "./Lanes.js"
 import { LifecycleEvents } from "./LifecycleEvents.js"
 import * as Model from "./Model.js"
 import { Reconciler, type SessionRef } from "./Reconciler.js"
-import { RunnerConfig } from "./RunnerConfig.js"
+import { RunnerConfig, trusted } from "./RunnerConfig.js"
 import { Status } from "./Status.js"
 
 /** Options of a turn. */
@@ -144,16 +144,19 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     /** Applies and publishes the end of a turn: state first, then the event. */
     const finish = (s: SessionRef, runId: string, draft: TurnDraft, seq: number) =>
       Effect.gen(function* () {
-        const event = new TurnFinished({
-          sessionKey: s.sessionKey,
-          sessionId: s.sessionId,
-          generation: s.generation,
-          at: yield* Clock.currentTimeMillis,
-          runId,
-          outcome: draft.outcome,
-          ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
-          seq
-        })
+        const event = new TurnFinished(
+          {
+            sessionKey: s.sessionKey,
+            sessionId: s.sessionId,
+            generation: s.generation,
+            at: yield* Clock.currentTimeMillis,
+            runId,
+            outcome: draft.outcome,
+            ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
+            seq
+          },
+          trusted
+        )
         yield* reconciler.apply(event)
         yield* events.publish(event)
       })
@@ -188,7 +191,9 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         progress.session = s
         const sessionId = s.sessionId as SessionId
         const base = { sessionKey: key, sessionId, generation: s.generation }
-        yield* events.publish(new TurnStarted({ ...base, at: yield* Clock.currentTimeMillis, runId }))
+        yield* events.publish(
+          new TurnStarted({ ...base, at: yield* Clock.currentTimeMillis, runId }, trusted)
+        )
         const now = yield* Clock.currentTimeMillis
         const [user] = yield* transcript.append(
           sessionId,
@@ -241,15 +246,18 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
             ],
             { sessionKey: key }
           )
-          const usage = new UsageObserved({
-            ...base,
-            at,
-            runId,
-            input,
-            output,
-            context: input + output,
-            asOfSeq: promptSeq
-          })
+          const usage = new UsageObserved(
+            {
+              ...base,
+              at,
+              runId,
+              input,
+              output,
+              context: input + output,
+              asOfSeq: promptSeq
+            },
+            trusted
+          )
           yield* reconciler.apply(usage)
           yield* events.publish(usage)
           const draft: TurnDraft = { outcome: "completed", reply: text }
@@ -463,13 +471,16 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       Effect.gen(function* () {
         yield* refuseWhenShuttingDown
         const s = yield* reconciler.session(key)
-        const event = new SessionReset({
-          sessionKey: key,
-          sessionId: makeSessionId(),
-          generation: s.generation + 1,
-          at: yield* Clock.currentTimeMillis,
-          previousSessionId: s.sessionId
-        })
+        const event = new SessionReset(
+          {
+            sessionKey: key,
+            sessionId: makeSessionId(),
+            generation: s.generation + 1,
+            at: yield* Clock.currentTimeMillis,
+            previousSessionId: s.sessionId
+          },
+          trusted
+        )
         yield* reconciler.apply(event)
         yield* events.publish(event)
         return yield* status.get(key)

@@ -12,3 +12,6 @@ export class RunnerConfig extends Context.Tag("converge/RunnerConfig")<RunnerCon
     return Layer.succeed(RunnerConfig, { ...defaults, ...config })
   }
 }
+
+/** Constructor options for events built from values already typed: skip re-validation on the hot path. */
+export const trusted = { disableValidation: true } as const

@@ -29,6 +29,7 @@ import {
 import {
   isTranscriptEntry,
   type LineValue,
+  type ParsedLine,
   type ParsedTranscript,
   type Problem,
   parseTranscript,
@@ -121,6 +122,18 @@ interface Tail {
   ino: Option.Option<number>
   /** Bytes past `endOffset` are a failed append of ours: truncate them before the next. */
   dirty: boolean
+  /**
+   * The file parsed up to `endOffset`, kept while the lease is held (no one else writes):
+   * appends extend it, so building a context does not re-read the whole file each turn.
+   */
+  parsed?:
+    | {
+        header: SessionHeader | undefined
+        readonly lines: Array<ParsedLine>
+        problems: ReadonlyArray<Problem>
+        endOffset: number
+      }
+    | undefined
 }
 
 interface Lease {
@@ -396,12 +409,38 @@ const make = (options: TranscriptOptions) =>
         return tail.endOffset >= resumeMinBytes ? markIndexDirty : Effect.void
       })
 
-    const parseFile = (s: Session): Effect.Effect<ParsedTranscript | undefined, StorageError> =>
-      fs.readFile(s.path).pipe(
-        Effect.map((bytes) => parseTranscript(decode(bytes))),
-        Effect.catchIf(isNotFound, () => Effect.succeed(undefined)),
-        Effect.mapError(storage(s.path, "cannot read"))
-      )
+    /** The parsed file: from the lease holder's cache when it is exact, else read whole (and cached). */
+    const parsedOf = (s: Session): Effect.Effect<ParsedTranscript | undefined, StorageError> =>
+      Effect.suspend(() => {
+        const tail = s.lease?.tail
+        const cached = tail?.parsed
+        if (
+          tail !== undefined &&
+          !tail.dirty &&
+          cached !== undefined &&
+          cached.endOffset === tail.endOffset
+        ) {
+          return Effect.succeed<ParsedTranscript>(cached)
+        }
+        return fs.readFile(s.path).pipe(
+          Effect.map((bytes) => {
+            const parsed = parseTranscript(decode(bytes))
+            // Cache only an exact picture: no torn tail, nothing appended while reading.
+            const now = s.lease?.tail
+            if (now !== undefined && now === tail && !now.dirty && bytes.length === now.endOffset) {
+              now.parsed = {
+                header: parsed.header,
+                lines: [...parsed.lines],
+                problems: parsed.problems,
+                endOffset: bytes.length
+              }
+            }
+            return parsed
+          }),
+          Effect.catchIf(isNotFound, () => Effect.succeed(undefined)),
+          Effect.mapError(storage(s.path, "cannot read"))
+        )
+      })
 
     const entriesOf = (parsed: ParsedTranscript): Array<SeqEntry> => {
       const entries: Array<SeqEntry> = []
@@ -633,6 +672,7 @@ const make = (options: TranscriptOptions) =>
           tail.size = tail.endOffset
           tail.torn = undefined
           tail.dirty = false
+          tail.parsed = undefined
         }),
         Effect.mapError(storage(s.path, "cannot truncate"))
       )
@@ -720,13 +760,24 @@ const make = (options: TranscriptOptions) =>
         Effect.mapError(storage(s.path, "cannot append to")),
         Effect.tap(() => {
           let lineIndex = nextLine(tail.fold)
-          for (const line of lines) foldLine(tail.fold, lineIndex++, line.value)
+          const cache =
+            tail.parsed !== undefined && tail.parsed.endOffset === tail.endOffset ? tail.parsed : undefined
+          tail.parsed = cache
+          for (const line of lines) {
+            if (cache !== undefined) {
+              if (lineIndex === 0 && line.value._tag === "Header") cache.header = line.value.header
+              else if (line.value._tag === "Entry")
+                cache.lines.push({ seq: lineIndex - 1, entry: line.value.entry })
+            }
+            foldLine(tail.fold, lineIndex++, line.value)
+          }
           const lastStart = bytes.length > 1 ? bytes.lastIndexOf(10, bytes.length - 2) + 1 : 0
           tail.checkStart = tail.endOffset + lastStart
           tail.checkHash = fingerprint(bytes, lastStart, bytes.length)
           tail.endOffset += bytes.length
           tail.size = tail.endOffset
           tail.missing = false
+          if (cache !== undefined) cache.endOffset = tail.endOffset
         })
       )
     }
@@ -816,8 +867,7 @@ const make = (options: TranscriptOptions) =>
     ): Effect.Effect<CompactionAppended, SessionLeased | StorageError> =>
       withLease(sessionId, (s, lease, tail, now) =>
         Effect.gen(function* () {
-          // Compactions are rare: the file is read whole, for its compaction entries and the cut.
-          const parsed = yield* parseFile(s)
+          const parsed = yield* parsedOf(s)
           let index = 0
           for (const line of parsed?.lines ?? []) {
             if (line.entry?.type !== "compaction") continue
@@ -863,7 +913,7 @@ const make = (options: TranscriptOptions) =>
     const read = (sessionId: string): Effect.Effect<TranscriptRead, StorageError> =>
       Effect.gen(function* () {
         const s = yield* sessionOf(sessionId)
-        const parsed = yield* parseFile(s)
+        const parsed = yield* parsedOf(s)
         if (parsed === undefined) {
           return {
             entries: [],
@@ -880,7 +930,7 @@ const make = (options: TranscriptOptions) =>
     const buildContext = (sessionId: string): Effect.Effect<Context, StorageError> =>
       Effect.gen(function* () {
         const s = yield* sessionOf(sessionId)
-        const parsed = yield* parseFile(s)
+        const parsed = yield* parsedOf(s)
         return contextOf(parsed === undefined ? [] : entriesOf(parsed))
       })
 
