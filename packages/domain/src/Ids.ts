@@ -6,6 +6,10 @@ import { Schema } from "effect"
 
 const SESSION_KEY_PATTERN = /^[A-Za-z0-9:_.@+-]+$/
 
+/** True for a valid session key, without building a parse error (the hot path of a turn). */
+export const isSessionKey = (s: string): boolean =>
+  s.length > 0 && s.length <= 256 && SESSION_KEY_PATTERN.test(s)
+
 /** A session key: 1–256 characters of `A-Z a-z 0-9 : _ . @ + -`. */
 export const SessionKey = Schema.String.pipe(
   Schema.filter(

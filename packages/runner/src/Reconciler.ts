@@ -4,7 +4,7 @@
  * idempotent, so replays and recovery may call it again. `recover` folds transcripts
  * into the store and publishes nothing.
  */
-import { Clock, Effect, Option, Ref } from "effect"
+import { Clock, Effect, Option } from "effect"
 import {
   type LifecycleEvent,
   type SessionEntry,
@@ -77,7 +77,8 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
     const store = yield* SessionStore
     const transcript = yield* Transcript
     const config = yield* RunnerConfig
-    const recovered = yield* Ref.make(new Set<string>())
+    // Keys recovered in this process: only ever added to, so one mutable set (no copy per key).
+    const recovered = new Set<string>()
 
     /** The entry of `key` when it still belongs to `sessionId`; stale events find none. */
     const current = (key: string, sessionId: string) =>
@@ -232,7 +233,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
             ...foldedFields(f, 0)
           }
           yield* store.merge(key, patch as SessionEntry)
-          yield* Ref.update(recovered, (s) => new Set(s).add(key))
+          recovered.add(key)
           reports.push({
             sessionKey: key,
             sessionId: id,
@@ -251,7 +252,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
         if (sessionKey !== undefined) {
           const entry = yield* store.get(sessionKey)
           if (Option.isNone(entry)) return []
-          yield* Ref.update(recovered, (s) => new Set(s).add(sessionKey))
+          recovered.add(sessionKey)
           return [yield* recoverEntry(sessionKey, entry.value)]
         }
         const entries = yield* store.list
@@ -261,7 +262,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
           referenced.add(entry.sessionId)
           if (typeof entry.ownedFor === "string") referenced.add(entry.ownedFor)
           reports.push(yield* recoverEntry(key, entry))
-          yield* Ref.update(recovered, (s) => new Set(s).add(key))
+          recovered.add(key)
         }
         reports.push(...(yield* adoptOrphans(referenced)))
         return reports
@@ -269,18 +270,19 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
 
     /** Recovers `key` once in this process, before anyone reads it. */
     const ensureRecovered = (key: string): Effect.Effect<void> =>
-      Ref.get(recovered).pipe(
-        Effect.flatMap((done) => (done.has(key) ? Effect.void : Effect.asVoid(recover(key))))
-      )
+      Effect.suspend(() => (recovered.has(key) ? Effect.void : Effect.asVoid(recover(key))))
 
-    /** The stored entry of `key`, recovered first; fails when it is missing or cannot be served. */
-    const session = (
+    /**
+     * The stored entry of `key`, recovered first; none when it is missing (no error is built:
+     * a turn's first use of a key takes this path); fails when it cannot be served.
+     */
+    const findSession = (
       key: string
-    ): Effect.Effect<SessionRef & { entry: SessionEntry }, SessionNotFound | SessionUnavailable> =>
+    ): Effect.Effect<Option.Option<SessionRef & { entry: SessionEntry }>, SessionUnavailable> =>
       Effect.gen(function* () {
         yield* ensureRecovered(key)
         const entry = yield* store.get(key)
-        if (Option.isNone(entry)) return yield* Effect.fail(SessionNotFound.of(key))
+        if (Option.isNone(entry)) return Option.none()
         const problem = sessionIdProblem(entry.value.sessionId)
         if (problem !== undefined) {
           return yield* Effect.fail(
@@ -290,9 +292,17 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
             })
           )
         }
-        return { ...refOf(key, entry.value), entry: entry.value }
+        return Option.some({ ...refOf(key, entry.value), entry: entry.value })
       })
 
-    return { apply, ordinalOf, create, recover, ensureRecovered, session } as const
+    /** The stored entry of `key`, recovered first; fails when it is missing or cannot be served. */
+    const session = (
+      key: string
+    ): Effect.Effect<SessionRef & { entry: SessionEntry }, SessionNotFound | SessionUnavailable> =>
+      Effect.flatMap(findSession(key), (found) =>
+        Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(SessionNotFound.of(key))
+      )
+
+    return { apply, ordinalOf, create, recover, ensureRecovered, session, findSession } as const
   })
 }) {}

@@ -6,19 +6,7 @@
  * cancel them, and shutdown drains them.
  */
 import { LanguageModel } from "@effect/ai"
-import {
-  Clock,
-  Deferred,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  Fiber,
-  FiberSet,
-  Option,
-  Schedule,
-  Schema
-} from "effect"
+import { Clock, Deferred, Duration, Effect, Either, Exit, Fiber, FiberSet, Option, Schedule } from "effect"
 import {
   type CompactResult,
   type ContextOverflow,
@@ -27,9 +15,9 @@ import {
   type LaneFull,
   makeRunId,
   makeSessionId,
+  isSessionKey,
   type ModelError,
   type SessionId,
-  SessionKey,
   type SessionLeased,
   SessionNotFound,
   SessionReset,
@@ -97,8 +85,6 @@ const errorInfo = (e: { readonly _tag: string; readonly message: string }): Erro
   message: e.message
 })
 
-const decodeKey = Schema.decodeUnknownEither(SessionKey)
-
 export class Runner extends Effect.Service<Runner>()("converge/Runner", {
   scoped: Effect.gen(function* () {
     const config = yield* RunnerConfig
@@ -119,7 +105,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     const threshold = config.contextWindow - config.reserveTokens
 
     const checkKey = (key: string) =>
-      Either.isRight(decodeKey(key))
+      isSessionKey(key)
         ? Effect.void
         : Effect.fail(
             new InvalidSessionKey({
@@ -134,11 +120,13 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
 
     /** The session of `key`, created (generation 1) when there is none. */
     const ensureSession = (key: string) =>
-      reconciler.session(key).pipe(
-        Effect.catchTag("SessionNotFound", () =>
-          reconciler.create(key, makeSessionId()).pipe(Effect.zipRight(reconciler.session(key)))
-        ),
-        Effect.catchTag("SessionNotFound", (e) => Effect.die(e))
+      Effect.flatMap(reconciler.findSession(key), (found) =>
+        Option.isSome(found)
+          ? Effect.succeed(found.value)
+          : reconciler.create(key, makeSessionId()).pipe(
+              Effect.zipRight(reconciler.session(key)),
+              Effect.catchTag("SessionNotFound", (e) => Effect.die(e))
+            )
       )
 
     /** Applies and publishes the end of a turn: state first, then the event. */
