@@ -16,8 +16,8 @@ import {
   type StorageError,
   type SessionLeased
 } from "@converge/domain"
-import { Transcript } from "@converge/transcript"
-import { chooseCut, estimateContextTokens } from "./cutPoint.js"
+import { estimateTokens, Transcript } from "@converge/transcript"
+import { chooseCut } from "./cutPoint.js"
 import { LifecycleEvents } from "./LifecycleEvents.js"
 import * as Model from "./Model.js"
 import { Reconciler, type SessionRef } from "./Reconciler.js"
@@ -95,7 +95,7 @@ export class Compactor extends Effect.Service<Compactor>()("converge/Compactor",
             build: (entriesSinceCut) => ({
               summary: summary.text,
               tokensBefore,
-              tokensAfter: estimateContextTokens(summary.text, entriesSinceCut)
+              tokensAfter: estimateTokens(summary.text, entriesSinceCut)
             })
           })
           const entry = appended.entry as { timestamp: string; tokensAfter?: number; tokensBefore?: number }

@@ -2,18 +2,8 @@
  * Where a compaction cuts the context: keep the most recent `keepRecentTokens`, summarize
  * what is before, and never separate a tool call from its result.
  */
-import { contentChars, type TranscriptEntry } from "@converge/domain"
-
-/** Characters / 4, rounded up: the estimate used where the model reported nothing. */
-export const estimateEntryTokens = (entry: TranscriptEntry): number => {
-  if (entry.type === "message") {
-    const message = (entry as { message: { content: unknown } }).message
-    return Math.ceil(contentChars(message.content) / 4)
-  }
-  if (entry.type === "compaction")
-    return Math.ceil(String((entry as { summary: unknown }).summary ?? "").length / 4)
-  return 0
-}
+import type { TranscriptEntry } from "@converge/domain"
+import { estimateEntryTokens } from "@converge/transcript"
 
 const isToolResult = (entry: TranscriptEntry): boolean => {
   if (entry.type !== "message") return false
@@ -47,14 +37,4 @@ export const chooseCut = (
   while (cut < entries.length && entries[cut]!.entry.type !== "message") cut++
   if (cut <= 0 || cut >= entries.length) return undefined
   return cut
-}
-
-/** The estimate of a context made of a summary and entries. */
-export const estimateContextTokens = (
-  summary: string | undefined,
-  entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>
-): number => {
-  let n = summary === undefined ? 0 : Math.ceil(summary.length / 4)
-  for (const { entry } of entries) if (entry.type !== "compaction") n += estimateEntryTokens(entry)
-  return n
 }
