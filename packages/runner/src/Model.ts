@@ -3,7 +3,7 @@
  * from `@effect/ai`, with provider errors classified as context overflow, transient or not.
  */
 import { LanguageModel } from "@effect/ai"
-import type * as Prompt from "@effect/ai/Prompt"
+import * as Prompt from "@effect/ai/Prompt"
 import { Effect } from "effect"
 import {
   ContextOverflow,
@@ -34,30 +34,35 @@ export const classify = (error: unknown): ContextOverflow | ModelError =>
     ? new ContextOverflow({ message: messageOf(error) })
     : new ModelError({ message: messageOf(error), transient: isTransient(error) })
 
-const text = (t: string) => [{ type: "text" as const, text: t }]
+// Messages are built with @effect/ai's constructors: a `Prompt` passed to `generateText` is
+// used as it is, where an array of encoded messages would be decoded with Schema on every call.
+const text = (t: string) => [Prompt.makePart("text", { text: t })]
+const user = (t: string): Prompt.Message => Prompt.makeMessage("user", { content: text(t) })
 
 /** The prompt messages of a context: its summary, then its messages. */
 export const contextMessages = (
   summary: string | undefined,
   entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>
-): Array<Prompt.MessageEncoded> => {
-  const out: Array<Prompt.MessageEncoded> = []
+): Array<Prompt.UserMessage | Prompt.AssistantMessage> => {
+  const out: Array<Prompt.UserMessage | Prompt.AssistantMessage> = []
   if (summary !== undefined) {
-    out.push({ role: "user", content: text(`The conversation so far, summarized:\n${summary}`) })
+    out.push(
+      Prompt.makeMessage("user", { content: text(`The conversation so far, summarized:\n${summary}`) })
+    )
   }
   for (const { entry } of entries) {
     if (entry.type !== "message") continue
     const message = (entry as { message: { role: string; content: unknown } }).message
     const body = contentText(message.content)
     if (body.length === 0) continue
-    if (message.role === "assistant") out.push({ role: "assistant", content: text(body) })
-    else out.push({ role: "user", content: text(body) })
+    if (message.role === "assistant") out.push(Prompt.makeMessage("assistant", { content: text(body) }))
+    else out.push(Prompt.makeMessage("user", { content: text(body) }))
   }
   return out
 }
 
-const answer = (prompt: Array<Prompt.MessageEncoded>) =>
-  LanguageModel.generateText({ prompt }).pipe(
+const answer = (messages: ReadonlyArray<Prompt.Message>) =>
+  LanguageModel.generateText({ prompt: Prompt.fromMessages(messages) }).pipe(
     Effect.map(
       (response): ModelAnswer => ({
         text: response.text,
@@ -86,15 +91,7 @@ export const summarize = (
     "so the conversation can continue from the summary alone." +
     (instructions ? `\nAdditional instructions: ${instructions}` : "")
   const transcript = contextMessages(previousSummary, entries)
-    .map((m) => {
-      const body = Array.isArray(m.content)
-        ? m.content.map((p) => ("text" in p && typeof p.text === "string" ? p.text : "")).join("")
-        : String(m.content)
-      return `${m.role}: ${body}`
-    })
+    .map((m) => `${m.role}: ${m.content.map((p) => (p.type === "text" ? p.text : "")).join("")}`)
     .join("\n\n")
-  return answer([
-    { role: "system", content: system },
-    { role: "user", content: text(transcript) }
-  ])
+  return answer([Prompt.makeMessage("system", { content: system }), user(transcript)])
 }

@@ -156,7 +156,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
     const create = (key: string, sessionId: string): Effect.Effect<SessionEntry> =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        return yield* store.merge(key, {
+        const entry = yield* store.merge(key, {
           sessionId,
           generation: 1,
           sessionStartedAt: now,
@@ -166,6 +166,9 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
           updatedAt: now,
           contextTokens: config.contextWindow
         })
+        // A session this process just created has no transcript yet: nothing to recover.
+        if (entry.sessionId === sessionId) recovered.add(key)
+        return entry
       })
 
     /** Folds the transcript of one stored session into the store. */

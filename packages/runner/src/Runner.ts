@@ -6,7 +6,20 @@
  * cancel them, and shutdown drains them.
  */
 import { LanguageModel } from "@effect/ai"
-import { Clock, Deferred, Duration, Effect, Either, Exit, Fiber, FiberSet, Option, Schedule } from "effect"
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  FiberId,
+  FiberSet,
+  Option,
+  Schedule
+} from "effect"
 import {
   type CompactResult,
   type ContextOverflow,
@@ -24,6 +37,7 @@ import {
   type SessionStatus,
   type SessionUnavailable,
   ShuttingDown,
+  type StorageError,
   type TimeoutKind,
   TurnFinished,
   type TurnOutcome,
@@ -33,6 +47,7 @@ import {
 } from "@converge/domain"
 import { Transcript } from "@converge/transcript"
 import { type CompactionHandle, CompactionSupervisor } from "./CompactionSupervisor.js"
+import { type Deadline, makeDeadlines } from "./Deadlines.js"
 import { Lanes } from "./Lanes.js"
 import { LifecycleEvents } from "./LifecycleEvents.js"
 import * as Model from "./Model.js"
@@ -70,6 +85,8 @@ interface Progress {
   compaction: CompactionHandle | undefined
   compactionState: CompactionState
   committed: TurnDraft | undefined
+  /** Set when the turn's deadline came before its body ended. */
+  timedOut: boolean
 }
 
 /** How a turn ended, before its status is attached. */
@@ -96,6 +113,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     const status = yield* Status
     const model = yield* LanguageModel.LanguageModel
     const turns = yield* FiberSet.make<unknown, unknown>()
+    const deadlines = yield* makeDeadlines
     // Idempotency keys: claimed before the turn starts, so a repeat waits for the first result.
     const claimed = new Map<
       string,
@@ -325,49 +343,79 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           lastSeq: -1,
           compaction: undefined,
           compactionState: "none",
-          committed: undefined
+          committed: undefined,
+          timedOut: false
         }
-        const work = lanes.withLane(key, body(key, runId, message, deadline, progress)).pipe(
-          Effect.timeoutOption(Duration.millis(timeoutMs)),
-          Effect.flatMap((ended) =>
-            Effect.uninterruptible(
-              Effect.gen(function* () {
-                // A reply committed as the timer fired is delivered: the transcript has it.
-                const draft: TurnDraft = Option.getOrElse(
-                  Option.orElse(ended, () => Option.fromNullable(progress.committed)),
-                  (): TurnDraft => ({ outcome: "timed_out", timeout: "turn" })
-                )
-                const s = progress.session ?? initial
-                if (draft.outcome !== "completed") {
-                  const seq = progress.lastSeq >= 0 ? progress.lastSeq : yield* lastSeqOf(s.sessionId)
-                  yield* finish(s, runId, draft, seq)
-                }
-                if (progress.compaction !== undefined && progress.compactionState === "pending") {
-                  const handle = progress.compaction
-                  if (yield* Deferred.isDone(handle.done)) {
-                    const exit = yield* Effect.exit(Deferred.await(handle.done))
-                    progress.compactionState = Exit.isSuccess(exit) ? "completed" : "failed"
-                  }
-                }
-                const result: TurnResult = {
-                  runId,
-                  sessionKey: key,
-                  sessionId: s.sessionId,
-                  outcome: draft.outcome,
-                  ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
-                  ...(draft.reply !== undefined ? { reply: draft.reply } : {}),
-                  ...(draft.error !== undefined ? { error: draft.error } : {}),
-                  compaction: compactionOf(progress),
-                  status: yield* statusOr(key, s)
-                }
-                return result
-              })
+        const result = yield* Deferred.make<TurnResult, TurnError>()
+        // The turn's fiber: the lane and the body run interruptibly, so the deadline can stop
+        // them; what follows settles the result whatever happened to them.
+        const work = Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function* () {
+            const due = yield* Effect.withFiberRuntime<Deadline>((fiber) =>
+              deadlines.add(
+                deadline,
+                Effect.suspend(() => {
+                  progress.timedOut = true
+                  return Fiber.interruptAsFork(fiber, FiberId.none)
+                })
+              )
             )
-          ),
-          Effect.catchTag("StorageError", (e) => failedResult(key, runId, progress, initial, e))
+            const ended = yield* Effect.exit(
+              restore(lanes.withLane(key, body(key, runId, message, deadline, progress)))
+            )
+            deadlines.cancel(due)
+            yield* Deferred.done(result, yield* Effect.exit(settle(key, runId, progress, initial, ended)))
+          })
         )
-        const fiber = yield* FiberSet.run(turns, Effect.interruptible(work))
-        return yield* Fiber.join(fiber)
+        yield* FiberSet.run(turns, work)
+        return yield* Deferred.await(result)
+      })
+
+    /** How a turn's body ended, as the turn's result: a timeout, a failure, or what it committed. */
+    const settle = (
+      key: string,
+      runId: string,
+      progress: Progress,
+      initial: SessionRef,
+      ended: Exit.Exit<TurnDraft, TurnError | StorageError>
+    ): Effect.Effect<TurnResult, TurnError> =>
+      Effect.gen(function* () {
+        let draft: TurnDraft
+        if (Exit.isSuccess(ended)) draft = ended.value
+        else if (progress.timedOut && Cause.isInterruptedOnly(ended.cause)) {
+          // A reply committed as the deadline came is delivered: the transcript has it.
+          draft = progress.committed ?? { outcome: "timed_out", timeout: "turn" }
+        } else {
+          const failure = Cause.failureOption(ended.cause)
+          if (Option.isSome(failure) && failure.value._tag === "StorageError") {
+            return yield* failedResult(key, runId, progress, initial, failure.value)
+          }
+          return yield* Effect.failCause(ended.cause as Cause.Cause<TurnError>)
+        }
+        const s = progress.session ?? initial
+        if (draft.outcome !== "completed") {
+          const seq = progress.lastSeq >= 0 ? progress.lastSeq : yield* lastSeqOf(s.sessionId)
+          yield* finish(s, runId, draft, seq)
+        }
+        if (progress.compaction !== undefined && progress.compactionState === "pending") {
+          const handle = progress.compaction
+          if (yield* Deferred.isDone(handle.done)) {
+            const exit = yield* Effect.exit(Deferred.await(handle.done))
+            progress.compactionState = Exit.isSuccess(exit) ? "completed" : "failed"
+          }
+        }
+        const result: TurnResult = {
+          runId,
+          sessionKey: key,
+          sessionId: s.sessionId,
+          outcome: draft.outcome,
+          ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
+          ...(draft.reply !== undefined ? { reply: draft.reply } : {}),
+          ...(draft.error !== undefined ? { error: draft.error } : {}),
+          compaction: compactionOf(progress),
+          status: yield* statusOr(key, s)
+        }
+        return result
       })
 
     const lastSeqOf = (sessionId: string) =>

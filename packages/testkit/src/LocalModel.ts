@@ -57,7 +57,7 @@ export class LocalModelControl extends Context.Tag("@converge/testkit/LocalModel
       readonly replyMs?: number
       readonly summaryMs?: number
     }) => Effect.Effect<void>
-    /** Every request received so far, in arrival order. */
+    /** The requests received so far (the last `CALL_LOG_LIMIT`), in arrival order. */
     readonly calls: Effect.Effect<ReadonlyArray<Call>>
   }
 >() {}
@@ -191,8 +191,10 @@ interface State {
   readonly summaryMs: number
   readonly replyFailures: ReadonlyArray<FailureKind>
   readonly summaryFailures: ReadonlyArray<FailureKind>
-  readonly calls: ReadonlyArray<Call>
 }
+
+/** How many requests `LocalModelControl.calls` remembers: the model is the gateway's default, so its log is bounded. */
+export const CALL_LOG_LIMIT = 10_000
 
 interface Answer {
   readonly text: string
@@ -209,9 +211,10 @@ export const make = (
       replyMs: options.replyMs,
       summaryMs: options.summaryMs,
       replyFailures: [],
-      summaryFailures: [],
-      calls: []
+      summaryFailures: []
     })
+    // Appended in place (a copy per request made a long run quadratic); the oldest are dropped in batches.
+    const calls: Array<Call> = []
     // Open while summaries may proceed; `hangSummaries(true)` closes it.
     const summaryGate = yield* Effect.makeLatch(true)
 
@@ -220,10 +223,10 @@ export const make = (
         const kind: RequestKind = isSummaryRequest(prompt) ? "summary" : "reply"
         const chars = promptChars(prompt)
         const at = yield* Clock.currentTimeMillis
-        const latencyMs = yield* Ref.modify(state, (s) => [
-          kind === "summary" ? s.summaryMs : s.replyMs,
-          { ...s, calls: [...s.calls, { kind, at, promptChars: chars }] }
-        ])
+        calls.push({ kind, at, promptChars: chars })
+        if (calls.length >= 2 * CALL_LOG_LIMIT) calls.splice(0, calls.length - CALL_LOG_LIMIT)
+        const { replyMs, summaryMs } = yield* Ref.get(state)
+        const latencyMs = kind === "summary" ? summaryMs : replyMs
         if (kind === "summary") yield* summaryGate.await
         // Taken after the gate, so a hung summary that gets interrupted leaves the script as it was.
         const scripted = yield* Ref.modify(state, (s): readonly [FailureKind | undefined, State] => {
@@ -294,7 +297,7 @@ export const make = (
           replyMs: latency.replyMs ?? s.replyMs,
           summaryMs: latency.summaryMs ?? s.summaryMs
         })),
-      calls: Effect.map(Ref.get(state), (s) => s.calls)
+      calls: Effect.sync(() => calls.slice(-CALL_LOG_LIMIT))
     })
 
     return [model, control] as const

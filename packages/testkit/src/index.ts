@@ -6,4 +6,10 @@ export * as FaultFileSystem from "./FaultFileSystem.js"
 export { FaultControl } from "./FaultFileSystem.js"
 export * as MemoryFileSystem from "./MemoryFileSystem.js"
 export * as LocalModel from "./LocalModel.js"
-export { isContextOverflow, isTransient, LocalModelControl, SUMMARY_PROMPT_PREFIX } from "./LocalModel.js"
+export {
+  CALL_LOG_LIMIT,
+  isContextOverflow,
+  isTransient,
+  LocalModelControl,
+  SUMMARY_PROMPT_PREFIX
+} from "./LocalModel.js"

@@ -4,6 +4,7 @@ import type * as Prompt from "@effect/ai/Prompt"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Chunk, Effect, Exit, Fiber, Option, Stream, TestClock } from "effect"
 import {
+  CALL_LOG_LIMIT,
   isContextOverflow,
   isTransient,
   LocalModel,
@@ -105,6 +106,22 @@ describe("LocalModel", () => {
         { kind: "summary", at: 5, promptChars: chars(summaryPrompt) }
       ])
     }).pipe(withModel(0, 0))
+  )
+
+  it.effect(
+    "remembers only the last CALL_LOG_LIMIT calls, so a long-running gateway's log stays bounded",
+    () =>
+      Effect.gen(function* () {
+        const control = yield* LocalModelControl
+        // Five summaries first, then enough replies to push them out of the log.
+        for (let i = 0; i < 5; i++) yield* reply(summaryPrompt)
+        const short: ReadonlyArray<Prompt.MessageEncoded> = [{ role: "user", content: "x" }]
+        for (let i = 0; i < CALL_LOG_LIMIT; i++) yield* reply(short)
+        const calls = yield* control.calls
+        expect(calls.length).toBe(CALL_LOG_LIMIT)
+        expect(calls.filter((c) => c.kind === "summary")).toEqual([])
+      }).pipe(withModel(0, 0)),
+    30_000
   )
 
   it.effect("setLatency changes the latency of later requests", () =>

@@ -636,7 +636,13 @@ const make = (options: TranscriptOptions) =>
         }
         s.lease = lease
         yield* FiberMap.run(refreshers, s.sessionId, refresher(s, lease))
-        lease.tail = yield* load(s).pipe(Effect.tapError(() => release(s)))
+        const tail = yield* load(s).pipe(Effect.tapError(() => release(s)))
+        lease.tail = tail
+        if (tail.missing) {
+          // Seen missing under the lease just now: no stat before the first append, nothing to parse.
+          lease.verifiedAt = now
+          tail.parsed = { header: undefined, lines: [], problems: [], endOffset: 0 }
+        }
         return lease
       })
 
