@@ -12,7 +12,7 @@ import {
   SessionNotFound,
   SessionUnavailable
 } from "@converge/domain"
-import { SessionStore } from "@converge/store"
+import { mergeEntries, type SessionPatch, SessionStore } from "@converge/store"
 import { type Fold, Transcript } from "@converge/transcript"
 import { RunnerConfig } from "./RunnerConfig.js"
 
@@ -84,52 +84,74 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
     const current = (key: string, sessionId: string) =>
       store.get(key).pipe(Effect.map(Option.filter((entry) => entry.sessionId === sessionId)))
 
+    /**
+     * The change an event of the session's current version makes to its entry; none for
+     * events that change nothing. A reset is not one of them: it makes the version.
+     */
+    const patchOf = (event: LifecycleEvent, entry: SessionEntry): SessionPatch | undefined => {
+      switch (event._tag) {
+        case "CompactionCompleted":
+          return {
+            ...versionPatch(refOf(event.sessionKey, entry)),
+            compactionCount: event.ordinal,
+            lastCompaction: {
+              compactionId: event.compactionId,
+              ordinal: event.ordinal,
+              at: event.at,
+              seq: event.seq,
+              tokensBefore: event.tokensBefore,
+              tokensAfter: event.tokensAfter
+            },
+            totalTokens: event.tokensAfter,
+            tokensAsOfSeq: event.seq
+          }
+        case "UsageObserved":
+          return {
+            ...versionPatch(refOf(event.sessionKey, entry)),
+            inputTokens: event.input,
+            outputTokens: event.output,
+            totalTokens: event.context,
+            tokensAsOfSeq: event.asOfSeq
+          }
+        case "TurnFinished":
+          return {
+            ...versionPatch(refOf(event.sessionKey, entry)),
+            lastRun: { runId: event.runId, outcome: event.outcome, at: event.at, seq: event.seq },
+            updatedAt: event.at
+          }
+        default:
+          return undefined
+      }
+    }
+
     /** Applies an event's state change to the store (idempotent; order-free). */
-    const apply = (event: LifecycleEvent): Effect.Effect<void> =>
+    const apply = (event: LifecycleEvent): Effect.Effect<void> => applyAll([event])
+
+    /** Joins the changes of events of one session version into one merge. */
+    const applyVersion = (events: ReadonlyArray<LifecycleEvent>): Effect.Effect<void> =>
       Effect.gen(function* () {
-        switch (event._tag) {
-          case "CompactionCompleted": {
-            const entry = yield* current(event.sessionKey, event.sessionId)
-            if (Option.isNone(entry)) return
-            yield* store.merge(event.sessionKey, {
-              ...versionPatch(refOf(event.sessionKey, entry.value)),
-              compactionCount: event.ordinal,
-              lastCompaction: {
-                compactionId: event.compactionId,
-                ordinal: event.ordinal,
-                at: event.at,
-                seq: event.seq,
-                tokensBefore: event.tokensBefore,
-                tokensAfter: event.tokensAfter
-              },
-              totalTokens: event.tokensAfter,
-              tokensAsOfSeq: event.seq
-            })
-            return
-          }
-          case "UsageObserved": {
-            const entry = yield* current(event.sessionKey, event.sessionId)
-            if (Option.isNone(entry)) return
-            yield* store.merge(event.sessionKey, {
-              ...versionPatch(refOf(event.sessionKey, entry.value)),
-              inputTokens: event.input,
-              outputTokens: event.output,
-              totalTokens: event.context,
-              tokensAsOfSeq: event.asOfSeq
-            })
-            return
-          }
-          case "TurnFinished": {
-            const entry = yield* current(event.sessionKey, event.sessionId)
-            if (Option.isNone(entry)) return
-            yield* store.merge(event.sessionKey, {
-              ...versionPatch(refOf(event.sessionKey, entry.value)),
-              lastRun: { runId: event.runId, outcome: event.outcome, at: event.at, seq: event.seq },
-              updatedAt: event.at
-            })
-            return
-          }
-          case "SessionReset": {
+        const { sessionKey, sessionId } = events[0]!
+        // Stale events (of an earlier version) find no entry and change nothing.
+        const entry = yield* current(sessionKey, sessionId)
+        if (Option.isNone(entry)) return
+        let patch: SessionPatch | undefined
+        for (const event of events) {
+          const next = patchOf(event, entry.value)
+          if (next !== undefined) patch = patch === undefined ? next : mergeEntries(patch, next)
+        }
+        if (patch !== undefined) yield* store.merge(sessionKey, patch)
+      })
+
+    /**
+     * Applies events' state changes to the store, in order. A run of events of one session
+     * version is one merge: merges are joins, so that is the same as one merge per event.
+     */
+    const applyAll = (events: ReadonlyArray<LifecycleEvent>): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        let i = 0
+        while (i < events.length) {
+          const event = events[i]!
+          if (event._tag === "SessionReset") {
             yield* store.merge(event.sessionKey, {
               sessionId: event.sessionId,
               generation: event.generation,
@@ -139,10 +161,18 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
               compactionBase: 0,
               updatedAt: event.at
             })
-            return
+            i++
+            continue
           }
-          default:
-            return
+          let end = i + 1
+          while (end < events.length) {
+            const next = events[end]!
+            if (next._tag === "SessionReset") break
+            if (next.sessionKey !== event.sessionKey || next.sessionId !== event.sessionId) break
+            end++
+          }
+          yield* applyVersion(events.slice(i, end))
+          i = end
         }
       })
 
@@ -306,6 +336,6 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
         Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(SessionNotFound.of(key))
       )
 
-    return { apply, ordinalOf, create, recover, ensureRecovered, session, findSession } as const
+    return { apply, applyAll, ordinalOf, create, recover, ensureRecovered, session, findSession } as const
   })
 }) {}

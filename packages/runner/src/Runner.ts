@@ -147,22 +147,30 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
             )
       )
 
+    /** The event that ends a turn. */
+    const turnFinished = (s: SessionRef, runId: string, draft: TurnDraft, seq: number) =>
+      Effect.map(
+        Clock.currentTimeMillis,
+        (at) =>
+          new TurnFinished(
+            {
+              sessionKey: s.sessionKey,
+              sessionId: s.sessionId,
+              generation: s.generation,
+              at,
+              runId,
+              outcome: draft.outcome,
+              ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
+              seq
+            },
+            trusted
+          )
+      )
+
     /** Applies and publishes the end of a turn: state first, then the event. */
     const finish = (s: SessionRef, runId: string, draft: TurnDraft, seq: number) =>
       Effect.gen(function* () {
-        const event = new TurnFinished(
-          {
-            sessionKey: s.sessionKey,
-            sessionId: s.sessionId,
-            generation: s.generation,
-            at: yield* Clock.currentTimeMillis,
-            runId,
-            outcome: draft.outcome,
-            ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
-            seq
-          },
-          trusted
-        )
+        const event = yield* turnFinished(s, runId, draft, seq)
         yield* reconciler.apply(event)
         yield* events.publish(event)
       })
@@ -264,10 +272,12 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
             },
             trusted
           )
-          yield* reconciler.apply(usage)
-          yield* events.publish(usage)
           const draft: TurnDraft = { outcome: "completed", reply: text }
-          yield* finish(s, runId, draft, reply!.seq)
+          const finished = yield* turnFinished(s, runId, draft, reply!.seq)
+          // Both changes in one merge, then both events.
+          yield* reconciler.applyAll([usage, finished])
+          yield* events.publish(usage)
+          yield* events.publish(finished)
           progress.lastSeq = reply!.seq
           progress.committed = draft
           return draft

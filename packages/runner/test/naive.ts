@@ -85,7 +85,9 @@ export const naiveReconciler: Variant = {
           }
           return []
         })
-      return Reconciler.make({ ...real, apply, recover })
+      const applyAll = (events: ReadonlyArray<LifecycleEvent>) =>
+        Effect.forEach(events, apply, { discard: true })
+      return Reconciler.make({ ...real, apply, applyAll, recover })
     })
   ).pipe(Layer.provide(Reconciler.Default))
 }
@@ -107,6 +109,7 @@ export const narrowFix: Variant = {
       return Reconciler.make({
         ...real,
         apply,
+        applyAll: (events) => Effect.forEach(events, apply, { discard: true }),
         ordinalOf: (_key, sessionId) => Effect.succeed((thisRun.get(sessionId) ?? 0) + 1)
       })
     })
