@@ -14,7 +14,20 @@ import {
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
-import { Clock, Effect, Either, Exit, FiberMap, FiberSet, type Layer, Option, Schema, Scope } from "effect"
+import {
+  Clock,
+  Deferred,
+  Effect,
+  Either,
+  Exit,
+  FiberId,
+  FiberMap,
+  FiberSet,
+  type Layer,
+  Option,
+  Schema,
+  Scope
+} from "effect"
 import { type Context, contextOf, entriesSinceCut } from "./context.js"
 import {
   copyFoldState,
@@ -648,6 +661,52 @@ const make = (options: TranscriptOptions) =>
 
     // ---- appending ----------------------------------------------------------------------
 
+    // Directory fsyncs are shared: a caller waits for one that starts after it asked, and
+    // every caller that asks while one runs shares the next. A burst of new sessions then
+    // costs a few directory syncs, not one each.
+    let nextDirSync: Deferred.Deferred<void> | undefined
+    let dirSyncing = false
+    const syncDirectoryOnce = Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync)).pipe(
+      Effect.ignore
+    )
+    const dirSyncRounds: Effect.Effect<void> = Effect.suspend(() => {
+      const round = nextDirSync
+      if (round === undefined) {
+        // Set in the same step as the check, so a caller never waits on a syncer that ended.
+        dirSyncing = false
+        return Effect.void
+      }
+      nextDirSync = undefined
+      return syncDirectoryOnce.pipe(
+        Effect.ensuring(Deferred.succeed(round, undefined)),
+        Effect.zipRight(dirSyncRounds)
+      )
+    })
+    /** Makes new directory entries durable: best effort where directories open. */
+    const syncDirectory: Effect.Effect<void> = Effect.suspend(() => {
+      if (nextDirSync === undefined) nextDirSync = Deferred.unsafeMake<void>(FiberId.none)
+      const round = nextDirSync
+      if (!dirSyncing) {
+        dirSyncing = true
+        // Uninterruptible: a round that started completes, so no waiter is left behind.
+        const rounds = dirSyncRounds.pipe(
+          Effect.ensuring(
+            Effect.suspend(() => {
+              if (!dirSyncing) return Effect.void
+              // Ended by a defect: release the waiters (the sync is best effort).
+              dirSyncing = false
+              const left = nextDirSync
+              nextDirSync = undefined
+              return left === undefined ? Effect.void : Deferred.succeed(left, undefined)
+            })
+          ),
+          Effect.uninterruptible
+        )
+        return Effect.zipRight(FiberSet.run(flushers, rounds), Deferred.await(round))
+      }
+      return Deferred.await(round)
+    })
+
     /** The file handle appends go through (opened for appending, kept while the lease is). */
     const fileOf = (s: Session, lease: Lease): Effect.Effect<FileSystem.File, PlatformError> => {
       if (lease.file !== undefined) return Effect.succeed(lease.file)
@@ -750,7 +809,7 @@ const make = (options: TranscriptOptions) =>
         yield* file.sync
         if (creating) {
           // A new file is durable once its directory entry is: best effort where directories open.
-          yield* Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync)).pipe(Effect.ignore)
+          yield* syncDirectory
         }
       }).pipe(
         Effect.onError(() =>

@@ -146,6 +146,40 @@ describe("Transcript appends", () => {
     })
   )
 
+  it.scopedLive(
+    "a burst of new sessions shares directory syncs, each begun after the file it makes durable",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const log: Array<string> = []
+        const t = yield* hookedTranscriptIn(dir, {
+          onOpen: (file, flag) => {
+            if (flag === "a") log.push(`create ${path.basename(file)}`)
+          },
+          beforeSync: (file) =>
+            Effect.sync(() => {
+              if (file === dir) log.push("dir sync")
+            })
+        })
+        const ids = Array.from({ length: 50 }, () => crypto.randomUUID())
+        yield* Effect.forEach(
+          ids,
+          (id) =>
+            Effect.tap(t.append(id, [user("hello")]), () => Effect.sync(() => log.push(`done ${id}.jsonl`))),
+          { concurrency: "unbounded", discard: true }
+        )
+        const syncs = log.filter((line) => line === "dir sync").length
+        expect(syncs).toBeGreaterThan(0)
+        expect(syncs).toBeLessThan(ids.length)
+        for (const id of ids) {
+          const created = log.indexOf(`create ${id}.jsonl`)
+          const done = log.indexOf(`done ${id}.jsonl`)
+          expect(created).toBeGreaterThanOrEqual(0)
+          expect(log.slice(created, done)).toContain("dir sync")
+        }
+      })
+  )
+
   it.scopedLive("a failed append (bad entry) writes nothing and the next seq does not advance", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir

@@ -58,8 +58,12 @@ export const reply = (text: string, promptSeq: number, input: number, output: nu
   }
 })
 
-/** Hooks of `wrapFileSystem`: `beforeSync(path)` runs before a handle's `sync`; `onRead(bytes)` counts reads. */
+/**
+ * Hooks of `hookedFileSystem`: `beforeSync(path)` runs before a handle's `sync`; `onRead(bytes)`
+ * counts reads; `onOpen(path, flag)` sees every successful open.
+ */
 export interface FsHooks {
+  readonly onOpen?: (file: string, flag: string | undefined) => void
   readonly beforeSync?: (file: string) => Effect.Effect<void>
   readonly onRead?: (file: string, bytes: number) => void
 }
@@ -86,7 +90,11 @@ export const hookedFileSystem = (hooks: FsHooks): Layer.Layer<FileSystem.FileSys
       })
       return {
         ...base,
-        open: (file, options) => Effect.map(base.open(file, options), (f) => wrap(file, f)),
+        open: (file, options) =>
+          Effect.map(base.open(file, options), (f) => {
+            hooks.onOpen?.(file, options?.flag)
+            return wrap(file, f)
+          }),
         readFile: (file) => Effect.tap(base.readFile(file), (bytes) => hooks.onRead?.(file, bytes.length)),
         readFileString: (file, encoding) =>
           Effect.tap(base.readFileString(file, encoding), (text) => hooks.onRead?.(file, text.length))
