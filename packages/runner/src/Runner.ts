@@ -315,7 +315,11 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         ? runTurn(key, message, options)
         : Effect.gen(function* () {
             const now = yield* Clock.currentTimeMillis
-            for (const [k, v] of claimed) if (now - v.at >= IDEMPOTENCY_TTL_MS) claimed.delete(k)
+            // Keys are kept in the order they were claimed: expired ones are at the front.
+            for (const [k, v] of claimed) {
+              if (now - v.at < IDEMPOTENCY_TTL_MS) break
+              claimed.delete(k)
+            }
             const id = `${key}\u0000${options.idempotencyKey}`
             const first = claimed.get(id)
             if (first !== undefined) return yield* Deferred.await(first.result)
