@@ -39,24 +39,42 @@ export const classify = (error: unknown): ContextOverflow | ModelError =>
 const text = (t: string) => [Prompt.makePart("text", { text: t })]
 const user = (t: string): Prompt.Message => Prompt.makeMessage("user", { content: text(t) })
 
+type ContextMessage = Prompt.UserMessage | Prompt.AssistantMessage
+
+// The message of each transcript entry, made once: every turn sends its whole context, and
+// the entries are the transcript's own objects (kept while its lease is held), so later
+// turns reuse the messages instead of converting the history again.
+const messages = new WeakMap<object, ContextMessage | null>()
+
+const messageOfEntry = (entry: TranscriptEntry): ContextMessage | null => {
+  const known = messages.get(entry)
+  if (known !== undefined) return known
+  let message: ContextMessage | null = null
+  if (entry.type === "message") {
+    const m = (entry as { message: { role: string; content: unknown } }).message
+    const body = contentText(m.content)
+    if (body.length > 0) {
+      message = Prompt.makeMessage(m.role === "assistant" ? "assistant" : "user", { content: text(body) })
+    }
+  }
+  messages.set(entry, message)
+  return message
+}
+
 /** The prompt messages of a context: its summary, then its messages. */
 export const contextMessages = (
   summary: string | undefined,
   entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>
-): Array<Prompt.UserMessage | Prompt.AssistantMessage> => {
-  const out: Array<Prompt.UserMessage | Prompt.AssistantMessage> = []
+): Array<ContextMessage> => {
+  const out: Array<ContextMessage> = []
   if (summary !== undefined) {
     out.push(
       Prompt.makeMessage("user", { content: text(`The conversation so far, summarized:\n${summary}`) })
     )
   }
   for (const { entry } of entries) {
-    if (entry.type !== "message") continue
-    const message = (entry as { message: { role: string; content: unknown } }).message
-    const body = contentText(message.content)
-    if (body.length === 0) continue
-    if (message.role === "assistant") out.push(Prompt.makeMessage("assistant", { content: text(body) }))
-    else out.push(Prompt.makeMessage("user", { content: text(body) }))
+    const message = messageOfEntry(entry)
+    if (message !== null) out.push(message)
   }
   return out
 }

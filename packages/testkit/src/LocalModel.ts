@@ -96,9 +96,22 @@ const partText = (
 export const messageText = (message: Prompt.Message): string =>
   message.role === "system" ? message.content : message.content.map(partText).join("\n")
 
+/** The length of `messageText(message)`, without building the text. */
+const messageChars = (message: Prompt.Message): number => {
+  if (message.role === "system") return message.content.length
+  const parts: ReadonlyArray<Prompt.UserMessagePart | Prompt.AssistantMessagePart | Prompt.ToolMessagePart> =
+    message.content
+  let chars = Math.max(0, parts.length - 1)
+  for (const part of parts) chars += partText(part).length
+  return chars
+}
+
 /** The number of characters of all the messages of `prompt`. */
-export const promptChars = (prompt: Prompt.Prompt): number =>
-  prompt.content.reduce((sum, message) => sum + messageText(message).length, 0)
+export const promptChars = (prompt: Prompt.Prompt): number => {
+  let chars = 0
+  for (const message of prompt.content) chars += messageChars(message)
+  return chars
+}
 
 /** Whether `prompt` asks for a summary (one of its system messages starts with `SUMMARY_PROMPT_PREFIX`). */
 export const isSummaryRequest = (prompt: Prompt.Prompt): boolean =>
@@ -112,7 +125,10 @@ const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
 
 /** The reply to `prompt`: derived from its last user message only, so it is stable across histories. */
 export const replyText = (prompt: Prompt.Prompt): string => {
-  const lastUser = [...prompt.content].reverse().find((message) => message.role === "user")
+  let lastUser: Prompt.Message | undefined
+  for (let i = prompt.content.length - 1; i >= 0 && lastUser === undefined; i--) {
+    if (prompt.content[i]?.role === "user") lastUser = prompt.content[i]
+  }
   const text = lastUser === undefined ? "" : oneLine(messageText(lastUser))
   const words = countWords(text)
   return `reply to: ${text.slice(0, 80)} [${words} ${words === 1 ? "word" : "words"}]`
