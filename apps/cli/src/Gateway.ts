@@ -19,12 +19,6 @@ const gatewayPackage = (): string | undefined => {
   }
 }
 
-/**
- * The V8 flags the gateway runs with (as `npm start` does): a 64 MB young generation, so
- * the many short-lived objects of a turn are collected in fewer scavenges (README, Benchmarks).
- */
-export const GATEWAY_NODE_FLAGS = ["--max-semi-space-size=64"] as const
-
 /** Where the built gateway entry is, or why it cannot be run. */
 export const gatewayEntry = (): Effect.Effect<string, CliError> =>
   Effect.suspend(() => {
@@ -45,7 +39,7 @@ export const runGateway = (env: Record<string, string | undefined>): Effect.Effe
   Effect.flatMap(gatewayEntry(), (entry) =>
     Effect.async<number, CliError>((resume) => {
       // Its own process group: a terminal's Ctrl-C reaches only `converge`, which forwards it once.
-      const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, entry], {
+      const child = spawn(process.execPath, [entry], {
         stdio: ["ignore", "inherit", "inherit"],
         env,
         detached: true

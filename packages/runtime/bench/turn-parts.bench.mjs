@@ -2,7 +2,7 @@
 // against plain Node doing the same file work. Every row runs its operation 2,000 times
 // from 100 concurrent fibers, so the main thread is saturated and wall time per operation
 // is what the operation costs the process; "cpu" adds every thread (GC helpers, libuv).
-// Run after a build: `npm run bench` (or `node --max-semi-space-size=64 bench/turn-parts.bench.mjs`).
+// Run after a build: `npm run bench` (or `node bench/turn-parts.bench.mjs` in packages/runtime).
 import { LanguageModel } from "@effect/ai"
 import * as Prompt from "@effect/ai/Prompt"
 import { NodeContext } from "@effect/platform-node"
