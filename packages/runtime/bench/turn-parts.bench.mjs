@@ -56,7 +56,10 @@ const measure = (name, op) =>
     for (let i = 0; i < 20; i++) yield* op(OPS + i)
     const c0 = process.cpuUsage()
     const t0 = performance.now()
-    yield* Effect.all(Array.from({ length: FIBERS }, () => worker), { concurrency: "unbounded", discard: true })
+    yield* Effect.all(
+      Array.from({ length: FIBERS }, () => worker),
+      { concurrency: "unbounded", discard: true }
+    )
     const wall = ((performance.now() - t0) * 1000) / OPS
     const c = process.cpuUsage(c0)
     rows.push({ name, wall, cpu: (c.user + c.system) / OPS })
@@ -83,7 +86,9 @@ const program = Effect.gen(function* () {
   yield* measure("an empty operation (the harness itself)", () => Effect.void)
   // Plain Node: one line written and fsynced, to a file per session.
   const plainFds = keys.map((_, i) => fs.openSync(path.join(root, `plain-${i}.jsonl`), "a"))
-  const line = Buffer.from(`${JSON.stringify({ type: "message", message: { role: "user", content: message } })}\n`)
+  const line = Buffer.from(
+    `${JSON.stringify({ type: "message", message: { role: "user", content: message } })}\n`
+  )
   const plainAppend = (i) =>
     Effect.async((resume) => {
       const fd = plainFds[i % plainFds.length]
@@ -167,7 +172,9 @@ const program = Effect.gen(function* () {
   )
   yield* measure("Runner.turn: a session's later turn", (i) => runner.turn(at(i).sessionKey, message))
   yield* measure("Runner.turn: a new session's first turn", (i) => runner.turn(`parts:new:${i}`, message))
-  yield* Effect.sync(() => plainFds.forEach((fd) => fs.closeSync(fd)))
+  yield* Effect.sync(() => {
+    for (const fd of plainFds) fs.closeSync(fd)
+  })
 })
 
 const main = async () => {
@@ -175,7 +182,9 @@ const main = async () => {
   await rt.dispose()
   fs.rmSync(root, { recursive: true, force: true })
   console.log("")
-  console.log(`| part of a turn (${OPS} operations from ${FIBERS} fibers) | wall µs/op | cpu µs/op (all threads) |`)
+  console.log(
+    `| part of a turn (${OPS} operations from ${FIBERS} fibers) | wall µs/op | cpu µs/op (all threads) |`
+  )
   console.log("|---|--:|--:|")
   for (const r of rows) console.log(`| ${r.name} | ${r.wall.toFixed(0)} | ${r.cpu.toFixed(0)} |`)
   console.log("")
