@@ -89,10 +89,16 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
      * events that change nothing. A reset is not one of them: it makes the version.
      */
     const patchOf = (event: LifecycleEvent, entry: SessionEntry): SessionPatch | undefined => {
+      // The version fields first, then the event's; written out, not spread (see Runner.ts).
+      const sessionId = entry.sessionId
+      const generation = entry.generation ?? 0
+      const sessionStartedAt = entry.sessionStartedAt ?? 0
       switch (event._tag) {
         case "CompactionCompleted":
           return {
-            ...versionPatch(refOf(event.sessionKey, entry)),
+            sessionId,
+            generation,
+            sessionStartedAt,
             compactionCount: event.ordinal,
             lastCompaction: {
               compactionId: event.compactionId,
@@ -107,7 +113,9 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
           }
         case "UsageObserved":
           return {
-            ...versionPatch(refOf(event.sessionKey, entry)),
+            sessionId,
+            generation,
+            sessionStartedAt,
             inputTokens: event.input,
             outputTokens: event.output,
             totalTokens: event.context,
@@ -115,7 +123,9 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
           }
         case "TurnFinished":
           return {
-            ...versionPatch(refOf(event.sessionKey, entry)),
+            sessionId,
+            generation,
+            sessionStartedAt,
             lastRun: { runId: event.runId, outcome: event.outcome, at: event.at, seq: event.seq },
             updatedAt: event.at
           }
@@ -325,7 +335,14 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
             })
           )
         }
-        return Option.some({ ...refOf(key, entry.value), entry: entry.value })
+        const e = entry.value
+        return Option.some({
+          sessionKey: key,
+          sessionId: e.sessionId,
+          generation: e.generation ?? 0,
+          sessionStartedAt: e.sessionStartedAt ?? 0,
+          entry: e
+        })
       })
 
     /** The stored entry of `key`, recovered first; fails when it is missing or cannot be served. */

@@ -117,12 +117,15 @@ const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, 
             changes.unsafeOffer({ key, entry: next })
             return [
               { entry: next, wake: HashMap.isEmpty(s.dirty) },
+              // Written out, not `{ ...s, … }`: V8 11 (Node 20) builds a spread followed by
+              // more fields on a slow path, and a merge is the store's hot path.
               {
-                ...s,
                 entries: HashMap.set(s.entries, key, next),
                 dirty: HashMap.set(s.dirty, key, seq),
                 seq,
-                unflushedSince: Option.orElse(s.unflushedSince, () => Option.some(at))
+                durable: s.durable,
+                unflushedSince: Option.orElse(s.unflushedSince, () => Option.some(at)),
+                inFlightSince: s.inFlightSince
               }
             ]
           }),

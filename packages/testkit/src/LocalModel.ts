@@ -246,12 +246,25 @@ export const make = (
         if (kind === "summary") yield* summaryGate.await
         // Taken after the gate, so a hung summary that gets interrupted leaves the script as it was.
         const scripted = yield* Ref.modify(state, (s): readonly [FailureKind | undefined, State] => {
-          if (kind === "summary") {
-            const [next, ...rest] = s.summaryFailures
-            return [next, { ...s, summaryFailures: rest }]
-          }
-          const [next, ...rest] = s.replyFailures
-          return [next, { ...s, replyFailures: rest }]
+          const queue = kind === "summary" ? s.summaryFailures : s.replyFailures
+          if (queue.length === 0) return [undefined, s]
+          const [next, ...rest] = queue
+          return [
+            next,
+            kind === "summary"
+              ? {
+                  replyMs: s.replyMs,
+                  summaryMs: s.summaryMs,
+                  replyFailures: s.replyFailures,
+                  summaryFailures: rest
+                }
+              : {
+                  replyMs: s.replyMs,
+                  summaryMs: s.summaryMs,
+                  replyFailures: rest,
+                  summaryFailures: s.summaryFailures
+                }
+          ]
         })
         if (scripted !== undefined) return yield* Effect.fail(failure(scripted, method))
         const inputTokens = tokensOf(chars)
