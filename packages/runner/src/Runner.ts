@@ -160,8 +160,8 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
               at,
               runId,
               outcome: draft.outcome,
-              ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {}),
-              seq
+              seq,
+              ...(draft.timeout !== undefined ? { timeout: draft.timeout } : {})
             },
             trusted
           )
