@@ -32,6 +32,7 @@ const reportStartup = Effect.gen(function* () {
       Effect.annotateLogs({ sessionKey, sessionId: entry.sessionId })
     )
   }
+  // Values that are not session entries at all are reported by the store as it reads them.
 })
 
 /** The runtime of `config` (store, transcript, runner, events, model) and its handle. */

@@ -49,10 +49,14 @@ let c: ReturnType<typeof client>
 
 beforeAll(async () => {
   dir = await tempDir()
-  // An entry no one can serve: its sessionId would escape the directory.
+  // Entries no one can serve: a sessionId that would escape the directory, and a value that
+  // is not a session entry at all (written by hand, say).
   await writeFile(
     join(dir, "sessions.json"),
-    JSON.stringify({ evil: { sessionId: "../../evil", updatedAt: 1, compactionCount: 2 } })
+    JSON.stringify({
+      evil: { sessionId: "../../evil", updatedAt: 1, compactionCount: 2 },
+      broken: { sessionId: 42, note: ["by hand"] }
+    })
   )
   gateway = await startGateway({
     ...smallWindows,
@@ -247,21 +251,24 @@ describe("gateway process", { timeout: 30_000 }, () => {
   })
 
   it("an entry on disk that cannot be served gets 422, is reported at start-up, and stops nothing", async () => {
-    for (const answer of [
-      await status("evil"),
-      await c.post("/v1/sessions/evil/turns", { message: "hi" }),
-      await c.post("/v1/sessions/evil/compact", {})
-    ]) {
-      expect(answer.status).toBe(422)
-      expect(answer.body).toMatchObject({
-        _tag: "SessionUnavailable",
-        message: expect.stringContaining("evil")
-      })
+    for (const key of ["evil", "broken"]) {
+      for (const answer of [
+        await status(key),
+        await c.post(`/v1/sessions/${key}/turns`, { message: "hi" }),
+        await c.post(`/v1/sessions/${key}/compact`, {})
+      ]) {
+        expect(answer.status).toBe(422)
+        expect(answer.body).toMatchObject({
+          _tag: "SessionUnavailable",
+          message: expect.stringContaining(key)
+        })
+      }
+      const report = gateway.logs.find((line) => line.sessionKey === key && line.level === "WARN")
+      expect(report?.message).toMatch(/cannot be served/)
     }
-    const report = gateway.logs.find((line) => line.sessionKey === "evil" && line.level === "WARN")
-    expect(report?.message).toMatch(/cannot be served/)
     const list = await c.get<{ sessions: Array<{ sessionKey: string }> }>("/v1/sessions")
     expect(list.body.sessions.map((s) => s.sessionKey)).not.toContain("evil")
+    expect(list.body.sessions.map((s) => s.sessionKey)).not.toContain("broken")
   })
 
   it("logs one JSON object per line, with session key, run id and compaction id", async () => {
@@ -309,5 +316,6 @@ describe("gateway process", { timeout: 30_000 }, () => {
     expect(file.disc?.compactionCount).toBe(1)
     expect(file.drain?.compactionCount).toBe(0)
     expect(file.evil).toMatchObject({ sessionId: "../../evil", compactionCount: 2 })
+    expect(file.broken).toEqual({ sessionId: 42, note: ["by hand"] })
   })
 })

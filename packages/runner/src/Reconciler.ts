@@ -256,6 +256,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
     const adoptOrphans = (referenced: ReadonlySet<string>): Effect.Effect<Array<RecoveryReport>> =>
       Effect.gen(function* () {
         const ids = yield* transcript.list.pipe(Effect.orElseSucceed(() => []))
+        const unreadable = yield* store.unreadable
         const reports: Array<RecoveryReport> = []
         for (const id of ids) {
           if (referenced.has(id) || sessionIdProblem(id) !== undefined) continue
@@ -263,6 +264,8 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
           if (Option.isNone(fold)) continue
           const f = fold.value
           const key = f.header.sessionKey ?? `recovered:${id}`
+          // A key whose stored value is not an entry keeps that value: its transcript is not adopted over it.
+          if (unreadable.has(key)) continue
           const existing = yield* store.get(key)
           if (Option.isSome(existing)) continue
           const patch: Record<string, unknown> = {
@@ -325,7 +328,17 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
       Effect.gen(function* () {
         yield* ensureRecovered(key)
         const entry = yield* store.get(key)
-        if (Option.isNone(entry)) return Option.none()
+        if (Option.isNone(entry)) {
+          // A value of sessions.json that is not an entry is kept as it is: never replaced by a new session.
+          const unreadable = (yield* store.unreadable).get(key)
+          if (unreadable === undefined) return Option.none()
+          return yield* Effect.fail(
+            new SessionUnavailable({
+              sessionKey: key,
+              message: `session ${key} cannot be served: ${unreadable}`
+            })
+          )
+        }
         const problem = sessionIdProblem(entry.value.sessionId)
         if (problem !== undefined) {
           return yield* Effect.fail(

@@ -203,6 +203,7 @@ export const naiveStore: Variant = {
           flush: write,
           changes: Stream.empty,
           corrupt: Effect.succeed(Option.none()),
+          unreadable: Effect.succeed(new Map()),
           stats: Effect.succeed({ merges: 0, flushes: 0, writes: 0, durable: 0 } as never)
         })
       })

@@ -1,12 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Ref, Stream, TestClock } from "effect"
 import { TurnStarted } from "@converge/domain"
+import { SessionStore } from "@converge/store"
+import { FileSystem } from "@effect/platform"
 import { chooseCut } from "../src/cutPoint.js"
 import { Lanes } from "../src/Lanes.js"
 import { LifecycleEvents } from "../src/LifecycleEvents.js"
+import { Reconciler } from "../src/Reconciler.js"
 import { Runner } from "../src/Runner.js"
 import { RunnerConfig } from "../src/RunnerConfig.js"
-import { advance, done, makeLayer, settle, words } from "./harness.js"
+import { advance, done, makeLayer, SESSIONS_DIR, settle, words } from "./harness.js"
 
 const lanes = (laneQueue: number) => Lanes.Default.pipe(Layer.provide(RunnerConfig.layer({ laneQueue })))
 
@@ -172,5 +175,42 @@ describe("Runner timeouts", () => {
       expect(r.status.tokens.fresh).toBe(true)
       expect(r.status.lastRun?.runId).toBe(r.runId)
     }).pipe(Effect.provide(makeLayer()))
+  )
+})
+
+describe("an entry of sessions.json that is not a session entry", () => {
+  const transcriptOf = (id: string, key: string) =>
+    `${JSON.stringify({ type: "session", version: 3, id, timestamp: "2026-11-01T00:00:00.000Z", cwd: "/", sessionKey: key })}\n`
+  const bad = { sessionId: 42, note: "written by hand" }
+  const files = {
+    [`${SESSIONS_DIR}/sessions.json`]: JSON.stringify({ "agent:bad": bad }),
+    // A transcript that names the same key: recovery must not adopt it over the kept value.
+    [`${SESSIONS_DIR}/7b0c7a52-5d0e-4a43-9d6e-1f3b2c4d5e6f.jsonl`]: transcriptOf(
+      "7b0c7a52-5d0e-4a43-9d6e-1f3b2c4d5e6f",
+      "agent:bad"
+    )
+  }
+
+  it.scoped(
+    "is not served: turns, status and compactions answer SessionUnavailable, and the value stays",
+    () =>
+      Effect.gen(function* () {
+        const runner = yield* Runner
+        const reconciler = yield* Reconciler
+        const store = yield* SessionStore
+        yield* reconciler.recover()
+        const turn = yield* Effect.flip(runner.turn("agent:bad", "hello"))
+        expect(turn._tag).toBe("SessionUnavailable")
+        expect(turn.message).toContain("agent:bad")
+        expect((yield* Effect.flip(runner.status("agent:bad")))._tag).toBe("SessionUnavailable")
+        expect((yield* Effect.flip(runner.compact("agent:bad")))._tag).toBe("SessionUnavailable")
+        // Other keys work as always.
+        expect((yield* runner.turn("agent:good", "hello")).outcome).toBe("completed")
+        yield* store.flush
+        const fs = yield* FileSystem.FileSystem
+        const onDisk = JSON.parse(yield* fs.readFileString(`${SESSIONS_DIR}/sessions.json`))
+        expect(onDisk["agent:bad"]).toEqual(bad)
+        expect(Object.keys(onDisk)).toEqual(["agent:bad", "agent:good"])
+      }).pipe(Effect.provide(makeLayer({ files })))
   )
 })

@@ -239,6 +239,7 @@ const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, 
       flush: flushOnce,
       changes: Stream.fromPubSub(changes),
       corrupt: Ref.get(corrupt),
+      unreadable: backend.unreadable,
       stats: Effect.map(Effect.zip(Ref.get(state), Ref.get(counters)), ([s, c]) => ({
         merges: s.seq,
         durableMerges: s.durable,
@@ -263,6 +264,11 @@ export interface SessionStoreShape {
   readonly changes: Stream.Stream<SessionChange>
   /** Set when `sessions.json` could not be read (it was moved aside). */
   readonly corrupt: Effect.Effect<Option.Option<StoreCorrupt>>
+  /**
+   * Keys whose value in `sessions.json` is not a session entry, and why: kept in the file as
+   * they are, never merged into, and not served until someone fixes them.
+   */
+  readonly unreadable: Effect.Effect<ReadonlyMap<string, string>>
   /** Counters: merges, durable merges, flushes, writes. */
   readonly stats: Effect.Effect<StoreStats>
 }

@@ -1,7 +1,8 @@
 /**
  * A `sessions.json` that cannot be read (0 bytes, not JSON, wrong shape) is never
  * overwritten: it is moved aside, reported with its path, and the store starts from what
- * it could keep (S14).
+ * it could keep (S14). One entry that is not a session entry does not make the file
+ * unreadable: it is kept as it is, reported, and not served (DESIGN §7).
  */
 import { MemoryFileSystem } from "@converge/testkit"
 import { FileSystem, Path } from "@effect/platform"
@@ -19,13 +20,7 @@ const cases = [
   { name: "0 bytes", text: "", problem: "empty (0 bytes)", kept: [] },
   { name: "white space", text: " \n", problem: "only white space", kept: [] },
   { name: "garbage", text: '{"agent:main:main": {"sessionId": "abc", "updat', problem: "not JSON", kept: [] },
-  { name: "an array", text: "[1, 2, 3]", problem: "not a JSON object of session entries", kept: [] },
-  {
-    name: "an entry of the wrong shape",
-    text: JSON.stringify({ good: { sessionId: "g-1", model: "m" }, bad: { sessionId: 42 } }),
-    problem: 'the entry "bad" is not a session entry',
-    kept: ["good"]
-  }
+  { name: "an array", text: "[1, 2, 3]", problem: "not a JSON object of session entries", kept: [] }
 ]
 
 describe("corrupt sessions.json at start", () => {
@@ -92,6 +87,77 @@ describe("corrupt sessions.json found by a flush", () => {
       const onDisk = yield* readSessions(dir)
       expect(onDisk.a).toMatchObject({ compactionCount: 2, model: "m" })
       expect(onDisk.b).toMatchObject({ compactionCount: 1 })
+    }).pipe(Effect.provide(env))
+  )
+})
+
+describe("an entry that is not a session entry", () => {
+  // OpenClaw's own fields beside it must survive untouched, and so must the bad value itself.
+  const text = `${JSON.stringify(
+    {
+      good: { sessionId: "g-1", model: "m", deliveryContext: { channel: "telegram" } },
+      bad: { sessionId: 42, model: null, extra: ["kept", 1] },
+      other: { sessionId: "o-1", compactionCount: 2 }
+    },
+    null,
+    2
+  )}\n`
+
+  it.scoped("is kept as it is, in its place, through flushes; reported; the file is not moved aside", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      yield* MemoryFileSystem.seed({ [file]: text })
+      const logs: Array<string> = []
+      const capture = Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ message }) => {
+          logs.push(String(Array.isArray(message) ? message[0] : message))
+        })
+      )
+      yield* Effect.gen(function* () {
+        const sessions = yield* SessionStore
+        expect(Option.isNone(yield* sessions.corrupt)).toBe(true)
+        expect((yield* sessions.list).map(([k]) => k)).toEqual(["good", "other"])
+        expect(Option.isNone(yield* sessions.get("bad"))).toBe(true)
+        const unreadable = yield* sessions.unreadable
+        expect([...unreadable.keys()]).toEqual(["bad"])
+        expect(unreadable.get("bad")).toContain('the entry "bad" is not a session entry')
+        yield* sessions.merge("good", { ...v("g-1"), compactionCount: 1 })
+        yield* sessions.merge("new", { ...v("n-1"), compactionCount: 1 })
+        yield* sessions.flush
+        // Another writer changes a good entry; the next flush reads the file again.
+        const again = JSON.parse(yield* fs.readFileString(file))
+        again.other.compactionCount = 3
+        yield* fs.writeFileString(file, JSON.stringify(again, null, 2))
+        yield* sessions.merge("new", { ...v("n-1"), compactionCount: 2 })
+        yield* sessions.flush
+        expect([...(yield* sessions.unreadable).keys()]).toEqual(["bad"])
+      }).pipe(Effect.provide(store), Effect.provide(capture))
+      expect(yield* fs.exists(`${file}.corrupt-0`)).toBe(false)
+      expect(logs.filter((l) => l.includes('"bad"') && l.includes("cannot be served"))).toHaveLength(1)
+      const onDisk: Record<string, unknown> = JSON.parse(yield* fs.readFileString(file))
+      expect(Object.keys(onDisk)).toEqual(["good", "bad", "other", "new"])
+      expect(onDisk.bad).toEqual({ sessionId: 42, model: null, extra: ["kept", 1] })
+      expect(onDisk.good).toMatchObject({ compactionCount: 1, deliveryContext: { channel: "telegram" } })
+      expect(onDisk.other).toMatchObject({ compactionCount: 3 })
+      expect(onDisk.new).toMatchObject({ compactionCount: 2 })
+    }).pipe(Effect.provide(env))
+  )
+
+  it.scoped("a value that becomes an entry again is served again", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      yield* MemoryFileSystem.seed({ [file]: text })
+      yield* Effect.gen(function* () {
+        const sessions = yield* SessionStore
+        const fixed = JSON.parse(yield* fs.readFileString(file))
+        fixed.bad = { sessionId: "b-1", compactionCount: 4 }
+        yield* fs.writeFileString(file, JSON.stringify(fixed, null, 2))
+        yield* sessions.merge("new", { ...v("n-1"), compactionCount: 1 })
+        yield* sessions.flush
+        expect((yield* sessions.unreadable).size).toBe(0)
+        expect(Option.getOrThrow(yield* sessions.get("bad"))).toMatchObject({ compactionCount: 4 })
+      }).pipe(Effect.provide(store))
     }).pipe(Effect.provide(env))
   )
 })

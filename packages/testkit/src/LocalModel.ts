@@ -40,6 +40,8 @@ export interface Options {
   readonly summaryMs: number
   /** When set, a prompt over this many tokens (characters / 4) fails with a context overflow. */
   readonly contextWindow?: number
+  /** How many requests `LocalModelControl.calls` remembers (default `CALL_LOG_LIMIT`). */
+  readonly callLogLimit?: number
 }
 
 /** Scripts the local model in tests. */
@@ -57,7 +59,7 @@ export class LocalModelControl extends Context.Tag("@converge/testkit/LocalModel
       readonly replyMs?: number
       readonly summaryMs?: number
     }) => Effect.Effect<void>
-    /** The requests received so far (the last `CALL_LOG_LIMIT`), in arrival order. */
+    /** The requests received so far (the last `callLogLimit`), in arrival order. */
     readonly calls: Effect.Effect<ReadonlyArray<Call>>
   }
 >() {}
@@ -209,7 +211,7 @@ interface State {
   readonly summaryFailures: ReadonlyArray<FailureKind>
 }
 
-/** How many requests `LocalModelControl.calls` remembers: the model is the gateway's default, so its log is bounded. */
+/** How many requests `LocalModelControl.calls` remembers by default: the model is the gateway's default, so its log is bounded. */
 export const CALL_LOG_LIMIT = 10_000
 
 interface Answer {
@@ -231,6 +233,7 @@ export const make = (
     })
     // Appended in place (a copy per request made a long run quadratic); the oldest are dropped in batches.
     const calls: Array<Call> = []
+    const callLogLimit = Math.max(1, options.callLogLimit ?? CALL_LOG_LIMIT)
     // Open while summaries may proceed; `hangSummaries(true)` closes it.
     const summaryGate = yield* Effect.makeLatch(true)
 
@@ -240,7 +243,7 @@ export const make = (
         const chars = promptChars(prompt)
         const at = yield* Clock.currentTimeMillis
         calls.push({ kind, at, promptChars: chars })
-        if (calls.length >= 2 * CALL_LOG_LIMIT) calls.splice(0, calls.length - CALL_LOG_LIMIT)
+        if (calls.length >= 2 * callLogLimit) calls.splice(0, calls.length - callLogLimit)
         const { replyMs, summaryMs } = yield* Ref.get(state)
         const latencyMs = kind === "summary" ? summaryMs : replyMs
         if (kind === "summary") yield* summaryGate.await
@@ -326,7 +329,7 @@ export const make = (
           replyMs: latency.replyMs ?? s.replyMs,
           summaryMs: latency.summaryMs ?? s.summaryMs
         })),
-      calls: Effect.sync(() => calls.slice(-CALL_LOG_LIMIT))
+      calls: Effect.sync(() => calls.slice(-callLogLimit))
     })
 
     return [model, control] as const

@@ -108,20 +108,18 @@ describe("LocalModel", () => {
     }).pipe(withModel(0, 0))
   )
 
-  it.effect(
-    "remembers only the last CALL_LOG_LIMIT calls, so a long-running gateway's log stays bounded",
-    () =>
-      Effect.gen(function* () {
-        const control = yield* LocalModelControl
-        // Five summaries first, then enough replies to push them out of the log.
-        for (let i = 0; i < 5; i++) yield* reply(summaryPrompt)
-        const short: ReadonlyArray<Prompt.MessageEncoded> = [{ role: "user", content: "x" }]
-        for (let i = 0; i < CALL_LOG_LIMIT; i++) yield* reply(short)
-        const calls = yield* control.calls
-        expect(calls.length).toBe(CALL_LOG_LIMIT)
-        expect(calls.filter((c) => c.kind === "summary")).toEqual([])
-      }).pipe(withModel(0, 0)),
-    30_000
+  it.effect("remembers only the last callLogLimit calls, so a long-running gateway's log stays bounded", () =>
+    Effect.gen(function* () {
+      const control = yield* LocalModelControl
+      // Five summaries first, then enough replies to push them out of the log (kept in batches).
+      for (let i = 0; i < 5; i++) yield* reply(summaryPrompt)
+      const short: ReadonlyArray<Prompt.MessageEncoded> = [{ role: "user", content: "x" }]
+      for (let i = 0; i < 95; i++) yield* reply(short)
+      const calls = yield* control.calls
+      expect(calls.length).toBe(20)
+      expect(calls.filter((c) => c.kind === "summary")).toEqual([])
+      expect(CALL_LOG_LIMIT).toBe(10_000)
+    }).pipe(Effect.provide(LocalModel.layer({ replyMs: 0, summaryMs: 0, callLogLimit: 20 })))
   )
 
   it.effect("setLatency changes the latency of later requests", () =>

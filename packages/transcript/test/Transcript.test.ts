@@ -282,9 +282,9 @@ describe("Transcript leases", () => {
         const t = yield* transcriptIn(dir, { leaseMs: 150, idleMs: 400 })
         const lockFile = path.join(dir, "s.jsonl.lock")
         yield* t.append("s", [user("x")])
-        const first = JSON.parse(fs.readFileSync(lockFile, "utf8")) as { refreshedAt: number }
+        const first = yield* leaseRecord(lockFile)
         yield* Effect.sleep("200 millis")
-        const later = JSON.parse(fs.readFileSync(lockFile, "utf8")) as { refreshedAt: number }
+        const later = yield* leaseRecord(lockFile)
         expect(later.refreshedAt).toBeGreaterThan(first.refreshedAt)
         yield* Effect.sleep("500 millis")
         expect(fs.existsSync(lockFile)).toBe(false)
@@ -306,6 +306,19 @@ describe("Transcript leases", () => {
       })
   )
 })
+
+/** The lease record in `file`; a refresh rewrites it in place, so a read may meet it half written: read again. */
+const leaseRecord = (file: string) =>
+  Effect.gen(function* () {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return JSON.parse(fs.readFileSync(file, "utf8")) as { refreshedAt: number }
+      } catch (e) {
+        if (!(e instanceof SyntaxError) || attempt >= 20) throw e
+      }
+      yield* Effect.sleep("1 millis")
+    }
+  })
 
 const turn = (t: Transcript, sessionId: string, n: number) =>
   Effect.forEach(

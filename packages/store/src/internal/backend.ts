@@ -31,6 +31,8 @@ export interface Backend {
     snapshot: HashMap.HashMap<string, SessionEntry>,
     dirty: HashMap.HashMap<string, number>
   ) => Effect.Effect<Persisted, StorageError>
+  /** Keys whose stored value is not a session entry, and why: kept as they are, not served. */
+  readonly unreadable: Effect.Effect<ReadonlyMap<string, string>>
   /** The write-behind interval; none for a backend that keeps nothing (memory). */
   readonly flushIntervalMs: Option.Option<number>
 }
@@ -39,5 +41,6 @@ export interface Backend {
 export const memoryBackend: Backend = {
   load: Effect.succeed({ entries: [], corrupt: Option.none(), unsaved: [] }),
   persist: () => Effect.succeed({ stored: Option.none(), wrote: false, corrupt: Option.none() }),
+  unreadable: Effect.succeed(new Map()),
   flushIntervalMs: Option.none()
 }

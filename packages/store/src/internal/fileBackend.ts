@@ -19,17 +19,37 @@ export interface FileBackendOptions {
   readonly lockStaleMs: number
 }
 
-/** The content of `sessions.json`, read: its entries in file order, and the keys whose value is not an entry. */
+/**
+ * The content of `sessions.json`, read: its entries in file order, the keys whose value is
+ * not an entry (with those values as they are, and why), and every key in file order.
+ */
 export type ParsedSessionsFile =
   | {
       readonly _tag: "Ok"
       readonly entries: ReadonlyArray<readonly [string, SessionEntry]>
       readonly bad: ReadonlyArray<string>
       readonly problem: string | undefined
+      readonly unreadable: ReadonlyArray<Unreadable>
+      readonly order: ReadonlyArray<string>
     }
   | { readonly _tag: "Unreadable"; readonly problem: string }
 
 const isEntry = Schema.is(SessionEntry)
+
+/** A value of `sessions.json` that is not a session entry: kept as it is, not served. */
+export interface Unreadable {
+  readonly key: string
+  readonly value: unknown
+  readonly problem: string
+}
+
+const whyNotEntry = (key: string, value: unknown): string => {
+  const decoded = Schema.decodeUnknownEither(SessionEntry)(value)
+  const why = Either.isLeft(decoded)
+    ? ParseResult.TreeFormatter.formatErrorSync(decoded.left)
+    : "not an entry"
+  return `the entry ${JSON.stringify(key)} is not a session entry: ${why}`
+}
 
 /** Reads the text of `sessions.json`; a wrong shape is reported, never thrown. */
 export const parseSessionsFile = (text: string): ParsedSessionsFile => {
@@ -47,23 +67,18 @@ export const parseSessionsFile = (text: string): ParsedSessionsFile => {
   const record: Record<string, unknown> = { ...json }
   const entries: Array<readonly [string, SessionEntry]> = []
   const bad: Array<string> = []
-  let problem: string | undefined
-  for (const key of Object.keys(record)) {
+  const unreadable: Array<Unreadable> = []
+  const order = Object.keys(record)
+  for (const key of order) {
     const value = record[key]
     if (isEntry(value)) {
       entries.push([key, value])
       continue
     }
     bad.push(key)
-    if (problem === undefined) {
-      const decoded = Schema.decodeUnknownEither(SessionEntry)(value)
-      const why = Either.isLeft(decoded)
-        ? ParseResult.TreeFormatter.formatErrorSync(decoded.left)
-        : "not an entry"
-      problem = `the entry ${JSON.stringify(key)} is not a session entry: ${why}`
-    }
+    unreadable.push({ key, value, problem: whyNotEntry(key, value) })
   }
-  return { _tag: "Ok", entries, bad, problem }
+  return { _tag: "Ok", entries, bad, problem: unreadable[0]?.problem, unreadable, order }
 }
 
 /** One `"key": {…}` member of the file, indented as `JSON.stringify(file, null, 2)` indents it. */
@@ -82,9 +97,11 @@ const sameBytes = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolea
 interface FileState {
   /** Entries as stored after the last load or flush (normalized). */
   readonly base: HashMap.HashMap<string, SessionEntry>
-  /** Keys in file order, and as a set. */
+  /** Keys in file order (unreadable ones included), and as a set. */
   readonly order: ReadonlyArray<string>
   readonly known: ReadonlySet<string>
+  /** Values of the file that are not entries, by key: written back as they are, never served. */
+  readonly unreadable: ReadonlyMap<string, Unreadable>
   /** The bytes of the file as this process last read or wrote them. */
   readonly bytes: Uint8Array | undefined
   /** The file's identity when `bytes` were read or written, and when that was seen. */
@@ -119,6 +136,7 @@ export const makeFileBackend = (
       base: HashMap.empty(),
       order: [],
       known: new Set(),
+      unreadable: new Map(),
       bytes: undefined,
       seen: undefined
     })
@@ -132,10 +150,21 @@ export const makeFileBackend = (
      * The bytes of the file: `entries` in `order`, re-encoding only the keys in `changed` (and
      * any not encoded yet); the others are copied from the cache.
      */
+    // The same for values that are not entries, kept while the value read is the same.
+    const rawCache = new Map<string, { readonly value: unknown; readonly bytes: Uint8Array }>()
+    const rawMember = (u: Unreadable): Uint8Array => {
+      const cached = rawCache.get(u.key)
+      if (cached !== undefined && cached.value === u.value) return cached.bytes
+      const bytes = memberBytes(u.key, u.value as SessionEntry)
+      rawCache.set(u.key, { value: u.value, bytes })
+      return bytes
+    }
+
     const serialize = (
       entries: HashMap.HashMap<string, SessionEntry>,
       order: ReadonlyArray<string>,
-      changed: Iterable<string>
+      changed: Iterable<string>,
+      unreadable: ReadonlyMap<string, Unreadable>
     ): Uint8Array => {
       const encode = (key: string) => {
         const found = HashMap.get(entries, key)
@@ -150,7 +179,11 @@ export const makeFileBackend = (
       const members: Array<Uint8Array> = []
       let size = OPEN.length + CLOSE.length
       for (const key of order) {
-        const member = cache.get(key) ?? encode(key)
+        const u = unreadable.size > 0 ? unreadable.get(key) : undefined
+        const member =
+          u !== undefined && !HashMap.has(entries, key)
+            ? { bytes: rawMember(u) }
+            : (cache.get(key) ?? encode(key))
         if (member === undefined) continue
         size += member.bytes.length + (members.length > 0 ? SEPARATOR.length : 0)
         members.push(member.bytes)
@@ -252,7 +285,10 @@ export const makeFileBackend = (
         bytes: Option.fromNullable(current.bytes),
         seen: Option.isSome(now) ? now.value : undefined,
         entries: Option.none<ReadonlyArray<readonly [string, SessionEntry]>>(),
-        corrupt: Option.none<StoreCorrupt>()
+        corrupt: Option.none<StoreCorrupt>(),
+        // With `entries`: every key of the file in its order, and its values that are not entries.
+        order: [] as ReadonlyArray<string>,
+        unreadable: new Map<string, Unreadable>() as ReadonlyMap<string, Unreadable>
       }
       const last = current.seen
       const trusted = last !== undefined && last.at > last.mtime && current.bytes !== undefined
@@ -270,25 +306,23 @@ export const makeFileBackend = (
           corrupt: Option.some(corrupt)
         }
       }
-      if (parsed.bad.length > 0) {
-        const corrupt = yield* moveAside(
-          parsed.problem ?? "some entries are not session entries",
-          parsed.entries.length
-        )
-        // A key whose value could not be read is taken as unchanged: what this process knew of it stays.
-        const kept = [...parsed.entries]
-        for (const key of parsed.bad) {
-          const known = HashMap.get(current.base, key)
-          if (Option.isSome(known)) kept.push([key, known.value])
-        }
-        return {
-          bytes: Option.none<Uint8Array>(),
-          seen: undefined,
-          entries: Option.some(kept),
-          corrupt: Option.some(corrupt)
+      // Values that are not entries are kept as they are (DESIGN §7): reported, written back, not served.
+      const unreadable = new Map(parsed.unreadable.map((u) => [u.key, u] as const))
+      for (const u of parsed.unreadable) {
+        const before = current.unreadable.get(u.key)
+        if (before === undefined || !jsonEqual(before.value, u.value)) {
+          yield* Effect.logWarning(
+            `session entry cannot be served: ${u.problem} (kept as it is in ${filePath} until it is fixed)`
+          ).pipe(Effect.annotateLogs({ path: filePath, sessionKey: u.key }))
         }
       }
-      return { ...unchanged, bytes, entries: Option.some(parsed.entries) }
+      return {
+        ...unchanged,
+        bytes,
+        entries: Option.some(parsed.entries),
+        order: parsed.order,
+        unreadable
+      }
     })
 
     /** Temp files of writers that died mid-write (we hold the lock, so nobody is writing). */
@@ -320,11 +354,13 @@ export const makeFileBackend = (
             if (entry !== raw || Option.isSome(stored.corrupt)) unsaved.push(key)
             entries.push([key, entry])
           }
-          const order = entries.map(([key]) => key)
+          // File order, the keys whose values are not entries included (they are written back in place).
+          const order = stored.unreadable.size > 0 ? stored.order : entries.map(([key]) => key)
           yield* Ref.set(state, {
             base: HashMap.fromIterable(entries),
             order,
             known: new Set(order),
+            unreadable: stored.unreadable,
             bytes: Option.getOrUndefined(stored.bytes),
             seen: stored.seen
           })
@@ -347,6 +383,8 @@ export const makeFileBackend = (
           let order: ReadonlyArray<string>
           let known: ReadonlySet<string>
           let changed: Iterable<string>
+          // Values that are not entries stay as they are, unless this process has an entry for the key.
+          let unreadable: ReadonlyMap<string, Unreadable>
           if (Option.isNone(stored.entries)) {
             // The file is as this process last saw it (or gone): memory already holds its join,
             // and every key of the file is still in memory (only a read of a changed file drops keys).
@@ -355,15 +393,19 @@ export const makeFileBackend = (
             const added = [...HashMap.keys(dirty)].filter((key) => !current.known.has(key)).sort()
             order = added.length === 0 ? current.order : [...current.order, ...added]
             known = added.length === 0 ? current.known : new Set(order)
+            unreadable = Option.isSome(stored.corrupt)
+              ? new Map()
+              : withoutEntries(current.unreadable, merged)
           } else {
             const result = mergeStored(stored.entries.value, current.base, snapshot, dirty)
             merged = result.merged
-            order = result.order
+            unreadable = withoutEntries(stored.unreadable, merged)
+            order = unreadable.size === 0 ? result.order : inFileOrder(stored.order, result.order, unreadable)
             known = new Set(order)
             for (const key of cache.keys()) if (!known.has(key)) cache.delete(key)
             changed = order
           }
-          const bytes = serialize(merged, order, changed)
+          const bytes = serialize(merged, order, changed, unreadable)
           const wrote = !sameBytes(Option.getOrUndefined(stored.bytes), bytes)
           let seen = stored.seen
           if (wrote) {
@@ -371,7 +413,7 @@ export const makeFileBackend = (
             // Not knowing the new identity only costs the next flush a read.
             seen = Option.getOrUndefined(yield* look.pipe(Effect.orElseSucceed(() => Option.none())))
           }
-          yield* Ref.set(state, { base: merged, order, known, bytes, seen })
+          yield* Ref.set(state, { base: merged, order, known, unreadable, bytes, seen })
           return {
             stored: Option.isSome(stored.entries) ? Option.some(merged) : Option.none(),
             wrote,
@@ -380,8 +422,48 @@ export const makeFileBackend = (
         })
       )
 
-    return { load, persist, flushIntervalMs: Option.some(options.flushIntervalMs) }
+    const unreadableNow = Effect.map(
+      Ref.get(state),
+      (s): ReadonlyMap<string, string> => new Map([...s.unreadable.values()].map((u) => [u.key, u.problem]))
+    )
+
+    return {
+      load,
+      persist,
+      unreadable: unreadableNow,
+      flushIntervalMs: Option.some(options.flushIntervalMs)
+    }
   })
+
+/** The values that are not entries, less the keys `merged` has an entry for. */
+const withoutEntries = (
+  unreadable: ReadonlyMap<string, Unreadable>,
+  merged: HashMap.HashMap<string, SessionEntry>
+): ReadonlyMap<string, Unreadable> => {
+  if (unreadable.size === 0) return unreadable
+  const out = new Map<string, Unreadable>()
+  for (const [key, u] of unreadable) if (!HashMap.has(merged, key)) out.set(key, u)
+  return out
+}
+
+/** The merged keys with the unreadable ones in their place: file order first, then what memory added. */
+const inFileOrder = (
+  fileOrder: ReadonlyArray<string>,
+  mergedOrder: ReadonlyArray<string>,
+  unreadable: ReadonlyMap<string, Unreadable>
+): Array<string> => {
+  const merged = new Set(mergedOrder)
+  const out: Array<string> = []
+  const placed = new Set<string>()
+  for (const key of fileOrder) {
+    if (merged.has(key) || unreadable.has(key)) {
+      out.push(key)
+      placed.add(key)
+    }
+  }
+  for (const key of mergedOrder) if (!placed.has(key)) out.push(key)
+  return out
+}
 
 /**
  * Merge-on-flush of whole files: each stored entry (normalized against what this process
