@@ -139,7 +139,7 @@ export const renderRepair = (r: RepairReport): string => {
           r.sessions.map((s) => [
             s.sessionKey,
             s.before === null ? "—" : String(s.before),
-            String(s.after),
+            s.after === null ? "—" : String(s.after),
             s.changes.length === 0 ? "unchanged" : s.changes.join(", "),
             s.problems.length === 0 ? "—" : s.problems.join("; ")
           ])

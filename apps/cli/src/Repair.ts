@@ -19,11 +19,11 @@ export interface RepairRow {
   readonly sessionId: string
   /** `compactionCount` as `sessions.json` had it (none for an entry repair creates). */
   readonly before: number | null
-  /** `compactionCount` after the repair. */
-  readonly after: number
+  /** `compactionCount` after the repair (none for a value kept as it is). */
+  readonly after: number | null
   /** What changed, in words (`compactionCount 0→4`, `tokens 181000→12300`, `adopted`, …); empty when nothing did. */
   readonly changes: ReadonlyArray<string>
-  /** What repair found and could not fix: torn lines, missing transcripts, ids that cannot be served. */
+  /** What repair found and could not fix: torn lines, missing transcripts, ids that cannot be served, values that are not entries. */
   readonly problems: ReadonlyArray<string>
 }
 
@@ -80,7 +80,21 @@ const rowsOf = (
 ): Array<RepairRow> => {
   const before = new Map(d.content._tag === "Ok" ? d.content.entries : [])
   const problems = new Map(reports.map((r) => [r.sessionKey, r.problems]))
-  return after.map(([key, entry]): RepairRow => {
+  const served = new Set(after.map(([key]) => key))
+  // Values that are not session entries: the store keeps them as they are; repair cannot fix them.
+  const kept = (d.content._tag === "Ok" ? d.content.bad : [])
+    .filter((b) => !served.has(b.key))
+    .map(
+      (b): RepairRow => ({
+        sessionKey: b.key,
+        sessionId: "",
+        before: null,
+        after: null,
+        changes: ["kept as it is"],
+        problems: [`not a session entry: ${b.reason}`]
+      })
+    )
+  const rows = after.map(([key, entry]): RepairRow => {
     const old = before.get(key)
     return {
       sessionKey: key,
@@ -93,6 +107,9 @@ const rowsOf = (
         (sessionIdProblem(entry.sessionId) === undefined ? [] : [sessionIdProblem(entry.sessionId)!])
     }
   })
+  return [...rows, ...kept].sort((a, b) =>
+    a.sessionKey < b.sessionKey ? -1 : a.sessionKey > b.sessionKey ? 1 : 0
+  )
 }
 
 /** Recovery over the store in context: the rows, whether the flush wrote, and the unreadable file moved aside. */
@@ -111,18 +128,6 @@ const recoverAndFlush = (d: SessionsDirectory) =>
       movedTo: Option.flatMap(corrupt, (c) => Option.fromNullable(c.movedTo))
     }
   })
-
-/** Refuses a `sessions.json` with entries that are not session entries: the store would drop them. */
-const refuseBadEntries = (d: SessionsDirectory): Effect.Effect<void, CliError> => {
-  if (d.content._tag !== "Ok" || d.content.bad.length === 0) return Effect.void
-  const bad = d.content.bad
-  const list = bad.map((b) => `${JSON.stringify(b.key)} (${b.reason})`).join(", ")
-  return Effect.fail(
-    CliError.of(
-      `${d.file} holds ${bad.length === 1 ? "an entry that is" : `${bad.length} entries that are`} not a session entry: ${list}; repair keeps every entry as it is, so it changed nothing: fix ${bad.length === 1 ? "it" : "them"} by hand first`
-    )
-  )
-}
 
 const summary = (
   d: SessionsDirectory,
@@ -144,7 +149,6 @@ export const repair = (
   d: SessionsDirectory
 ): Effect.Effect<RepairReport, CliError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
-    yield* refuseBadEntries(d)
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     // An unreadable file is moved aside by the store itself (never overwritten); a readable one is copied first.
@@ -193,7 +197,6 @@ export const repairDryRun = (
   d: SessionsDirectory
 ): Effect.Effect<RepairReport, CliError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
-    yield* refuseBadEntries(d)
     const result = yield* withOfflineView(d, () => recoverAndFlush(d))
     return summary(
       d,

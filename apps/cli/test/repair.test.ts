@@ -116,19 +116,22 @@ describe("converge repair", () => {
     ])
   })
 
-  it("refuses a sessions.json with an entry that is not a session entry, and writes nothing", async () => {
+  it("keeps a value that is not a session entry as it is, repairs the others, and reports it as unfixed", async () => {
     const dir = fixtureCopy()
     const json = sessionsJson(dir)
     writeFileSync(
       join(dir, "sessions.json"),
       JSON.stringify({ ...json, "agent:main:broken": { updatedAt: 1 } }, null, 2)
     )
-    const before = snapshot(dir)
     const ran = await converge(["repair", "--sessions-dir", dir])
-    expect(ran.code).toBe(1)
-    expect(ran.stdout).toBe("")
-    expect(ran.stderr.trim().split("\n")).toHaveLength(1)
-    expect(ran.stderr).toContain('"agent:main:broken"')
-    expect(snapshot(dir)).toEqual(before)
+    expect(ran.code).toBe(2)
+    const broken = row(ran.stdout, "agent:main:broken")
+    expect(broken?.slice(0, 4)).toEqual(["agent:main:broken", "—", "—", "kept as it is"])
+    expect(broken?.[4]).toContain("not a session entry")
+    expect(row(ran.stdout, KEYS.dm)?.slice(0, 3)).toEqual([KEYS.dm, "0", "4"])
+    const after = sessionsJson(dir)
+    expect(after["agent:main:broken"]).toEqual({ updatedAt: 1 })
+    expect(after[KEYS.dm]?.compactionCount).toBe(4)
+    expect(Object.keys(after).sort()).toEqual([...Object.keys(json), "agent:main:broken"].sort())
   })
 })
