@@ -1,12 +1,4 @@
-import { defineProject } from "vitest/config"
+import { packageTests } from "../../vitest.base.js"
 
-export default defineProject({
-  resolve: { conditions: ["converge-source"] },
-  ssr: { resolve: { conditions: ["converge-source"] } },
-  test: {
-    include: ["test/**/*.test.ts"],
-    // Each test runs the built binary as a child process.
-    testTimeout: 60_000,
-    hookTimeout: 60_000
-  }
-})
+// Each test runs the built binary as a child process.
+export default packageTests({ testTimeout: 60_000, hookTimeout: 60_000 })

@@ -1,9 +1,3 @@
-import { defineProject } from "vitest/config"
+import { packageTests } from "../../vitest.base.js"
 
-export default defineProject({
-  resolve: { conditions: ["converge-source"] },
-  ssr: { resolve: { conditions: ["converge-source"] } },
-  test: {
-    include: ["test/**/*.test.ts"]
-  }
-})
+export default packageTests()

@@ -1,11 +1,3 @@
-import { defineProject } from "vitest/config"
+import { packageTests } from "../../vitest.base.js"
 
-export default defineProject({
-  resolve: { conditions: ["converge-source"] },
-  ssr: { resolve: { conditions: ["converge-source"] } },
-  test: {
-    include: ["test/**/*.test.ts"],
-    // Property tests of 1,000 runs each: room for a 2-core CI machine running every package at once.
-    testTimeout: 30_000
-  }
-})
+export default packageTests()
