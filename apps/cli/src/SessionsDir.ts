@@ -8,7 +8,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Either, Layer, Logger, LogLevel, Option, ParseResult, Schema } from "effect"
 import { defaults, SessionEntry, SessionKey, StorageError } from "@converge/domain"
 import { Reconciler, RunnerConfig } from "@converge/runner"
-import { parseSessionsFile, SessionStore } from "@converge/store"
+import { parseSessionsFile, SessionStore, type Unreadable } from "@converge/store"
 import { Transcript } from "@converge/transcript"
 import { CliError } from "./CliError.js"
 
@@ -52,12 +52,10 @@ export const sessionsDirOf = (
     return fromEnv !== undefined && fromEnv !== "" ? fromEnv : defaults.sessionsDir
   })
 
-/** Why each of `keys` of the JSON object `text` is not a session entry, in a few words. */
-const whyNotEntries = (text: string, keys: ReadonlyArray<string>) => {
-  if (keys.length === 0) return []
-  const record: Record<string, unknown> = { ...(JSON.parse(text) as object) }
-  return keys.map((key) => {
-    const decoded = Schema.decodeUnknownEither(SessionEntry)(record[key])
+/** Why each value that is not a session entry is not one, in a few words. */
+const whyNotEntries = (unreadable: ReadonlyArray<Unreadable>) =>
+  unreadable.map(({ key, value }) => {
+    const decoded = Schema.decodeUnknownEither(SessionEntry)(value)
     const issue = Either.isLeft(decoded)
       ? ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
       : undefined
@@ -69,7 +67,6 @@ const whyNotEntries = (text: string, keys: ReadonlyArray<string>) => {
           : `${issue.path.map(String).join(".")} ${issue.message.replace(/\s*\n\s*/g, " ")}`
     return { key, reason }
   })
-}
 
 const describe = (e: PlatformError): string =>
   e._tag === "SystemError" ? `${e.reason}: ${e.message}` : e.message
@@ -111,7 +108,7 @@ export const openSessionsDir = (
             const parsed = parseSessionsFile(text)
             return parsed._tag === "Unreadable"
               ? { _tag: "Unreadable", text, problem: parsed.problem }
-              : { _tag: "Ok", text, entries: parsed.entries, bad: whyNotEntries(text, parsed.bad) }
+              : { _tag: "Ok", text, entries: parsed.entries, bad: whyNotEntries(parsed.unreadable) }
           })
         )
       : { _tag: "Missing" }

@@ -204,21 +204,12 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         const s = yield* ensureSession(key)
         progress.session = s
         const sessionId = s.sessionId as SessionId
+        const now = yield* Clock.currentTimeMillis
         // Event fields are written out, not spread: in V8 11 (Node 20) `{ ...base, more }` takes
         // a slow path (microseconds per object) that a literal does not.
         yield* events.publish(
-          new TurnStarted(
-            {
-              sessionKey: key,
-              sessionId,
-              generation: s.generation,
-              at: yield* Clock.currentTimeMillis,
-              runId
-            },
-            trusted
-          )
+          new TurnStarted({ sessionKey: key, sessionId, generation: s.generation, at: now, runId }, trusted)
         )
-        const now = yield* Clock.currentTimeMillis
         const [user] = yield* transcript.append(
           sessionId,
           [{ type: "message", message: { role: "user", content: message, timestamp: now } }],

@@ -4,8 +4,9 @@
  * their order, duplicates, stale versions and resets among them.
  */
 import { expect, it } from "@effect/vitest"
+import { afterAll } from "vitest"
 import { Path } from "@effect/platform"
-import { Effect, FastCheck as fc, Layer, Option, TestContext } from "effect"
+import { Effect, FastCheck as fc, Layer, ManagedRuntime, Option, TestContext } from "effect"
 import {
   CompactionCompleted,
   type LifecycleEvent,
@@ -28,7 +29,6 @@ const reconcilerLayer = Reconciler.Default.pipe(
   Layer.provide(RunnerConfig.layer({ sessionsDir: SESSIONS_DIR }))
 )
 
-const KEY = "a:1"
 const Version = fc.constantFrom("s-one", "s-two")
 const At = fc.integer({ min: 0, max: 50 })
 const Seq = fc.integer({ min: 0, max: 40 })
@@ -59,11 +59,11 @@ const Event = fc.oneof(
 )
 type Event = typeof Event extends fc.Arbitrary<infer A> ? A : never
 
-const toEvents = (events: ReadonlyArray<Event>): Array<LifecycleEvent> => {
+const toEvents = (events: ReadonlyArray<Event>, sessionKey: string): Array<LifecycleEvent> => {
   // Resets alternate the version (generation 2 → s-two, 3 → s-one …).
   let generation = 1
   return events.map((e): LifecycleEvent => {
-    const base = { sessionKey: KEY, generation: 1 }
+    const base = { sessionKey, generation: 1 }
     switch (e._tag) {
       case "usage":
         return new UsageObserved({
@@ -90,7 +90,7 @@ const toEvents = (events: ReadonlyArray<Event>): Array<LifecycleEvent> => {
       case "reset": {
         generation++
         return new SessionReset({
-          sessionKey: KEY,
+          sessionKey,
           sessionId: generation % 2 === 0 ? "s-two" : "s-one",
           generation,
           at: e.at,
@@ -111,15 +111,21 @@ const toEvents = (events: ReadonlyArray<Event>): Array<LifecycleEvent> => {
   })
 }
 
-const finalEntry = (events: ReadonlyArray<LifecycleEvent>, joined: boolean) =>
+// One store for every run: each run uses keys of its own, one applied one event at a time,
+// the other with applyAll (building a store per run made the test slow on a loaded machine).
+const runtime = ManagedRuntime.make(reconcilerLayer.pipe(Layer.provideMerge(TestContext.TestContext)))
+afterAll(() => runtime.dispose())
+let run = 0
+
+const finalEntry = (events: (key: string) => ReadonlyArray<LifecycleEvent>, key: string, joined: boolean) =>
   Effect.gen(function* () {
     const reconciler = yield* Reconciler
     const store = yield* SessionStore
-    yield* reconciler.create(KEY, "s-one")
-    if (joined) yield* reconciler.applyAll(events)
-    else for (const event of events) yield* reconciler.apply(event)
-    return Option.getOrUndefined(yield* store.get(KEY))
-  }).pipe(Effect.scoped, Effect.provide(reconcilerLayer), Effect.provide(TestContext.TestContext))
+    yield* reconciler.create(key, "s-one")
+    if (joined) yield* reconciler.applyAll(events(key))
+    else for (const event of events(key)) yield* reconciler.apply(event)
+    return Option.getOrUndefined(yield* store.get(key))
+  })
 
 it.effect(
   "applyAll leaves the same entry as applying the events one at a time",
@@ -127,11 +133,10 @@ it.effect(
     Effect.promise(() =>
       fc.assert(
         fc.asyncProperty(fc.array(Event, { maxLength: 12 }), async (drawn) => {
-          const events = toEvents(drawn)
-          const [one, all] = await Promise.all([
-            Effect.runPromise(finalEntry(events, false)),
-            Effect.runPromise(finalEntry(events, true))
-          ])
+          run++
+          const events = (key: string) => toEvents(drawn, key)
+          const one = await runtime.runPromise(finalEntry(events, `one:${run}`, false))
+          const all = await runtime.runPromise(finalEntry(events, `all:${run}`, true))
           expect(all).toEqual(one)
         }),
         { numRuns: 200 }

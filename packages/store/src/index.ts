@@ -4,4 +4,4 @@
  */
 export * from "./merge.js"
 export * from "./SessionStore.js"
-export { type ParsedSessionsFile, parseSessionsFile } from "./internal/fileBackend.js"
+export { type ParsedSessionsFile, parseSessionsFile, type Unreadable } from "./internal/fileBackend.js"

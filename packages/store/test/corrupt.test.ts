@@ -16,6 +16,18 @@ const file = `${dir}/sessions.json`
 const env = Layer.merge(MemoryFileSystem.layer, Path.layer)
 const store = SessionStore.layerFile({ sessionsDir: dir, flushIntervalMs: 50 })
 
+/** A logger that keeps each message's text, and the messages it kept. */
+const captureLogs = () => {
+  const logs: Array<string> = []
+  const capture = Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ message }) => {
+      logs.push(String(Array.isArray(message) ? message[0] : message))
+    })
+  )
+  return { logs, capture }
+}
+
 const cases = [
   { name: "0 bytes", text: "", problem: "empty (0 bytes)", kept: [] },
   { name: "white space", text: " \n", problem: "only white space", kept: [] },
@@ -29,13 +41,7 @@ describe("corrupt sessions.json at start", () => {
       Effect.gen(function* () {
         const fs = yield* FileSystem.FileSystem
         yield* MemoryFileSystem.seed({ [file]: c.text })
-        const logs: Array<string> = []
-        const capture = Logger.replace(
-          Logger.defaultLogger,
-          Logger.make(({ message }) => {
-            logs.push(String(Array.isArray(message) ? message[0] : message))
-          })
-        )
+        const { logs, capture } = captureLogs()
         yield* Effect.gen(function* () {
           const sessions = yield* SessionStore
           const corrupt = Option.getOrThrow(yield* sessions.corrupt)
@@ -107,13 +113,7 @@ describe("an entry that is not a session entry", () => {
     Effect.gen(function* () {
       const fs = yield* FileSystem.FileSystem
       yield* MemoryFileSystem.seed({ [file]: text })
-      const logs: Array<string> = []
-      const capture = Logger.replace(
-        Logger.defaultLogger,
-        Logger.make(({ message }) => {
-          logs.push(String(Array.isArray(message) ? message[0] : message))
-        })
-      )
+      const { logs, capture } = captureLogs()
       yield* Effect.gen(function* () {
         const sessions = yield* SessionStore
         expect(Option.isNone(yield* sessions.corrupt)).toBe(true)

@@ -141,7 +141,8 @@ export const makeFileBackend = (
       seen: undefined
     })
     // Serialized members, reused while the entry object is the same: a flush encodes only what changed.
-    const cache = new Map<string, { readonly entry: SessionEntry; readonly bytes: Uint8Array }>()
+    // Values that are not entries are cached here too, by the value read.
+    const cache = new Map<string, { readonly value: unknown; readonly bytes: Uint8Array }>()
 
     const fail = (what: string) => (e: PlatformError) =>
       new StorageError({ path: filePath, message: `cannot ${what} ${filePath}: ${e.message}` })
@@ -151,12 +152,11 @@ export const makeFileBackend = (
      * any not encoded yet); the others are copied from the cache.
      */
     // The same for values that are not entries, kept while the value read is the same.
-    const rawCache = new Map<string, { readonly value: unknown; readonly bytes: Uint8Array }>()
     const rawMember = (u: Unreadable): Uint8Array => {
-      const cached = rawCache.get(u.key)
+      const cached = cache.get(u.key)
       if (cached !== undefined && cached.value === u.value) return cached.bytes
       const bytes = memberBytes(u.key, u.value as SessionEntry)
-      rawCache.set(u.key, { value: u.value, bytes })
+      cache.set(u.key, { value: u.value, bytes })
       return bytes
     }
 
@@ -170,8 +170,8 @@ export const makeFileBackend = (
         const found = HashMap.get(entries, key)
         if (Option.isNone(found)) return undefined
         const cached = cache.get(key)
-        if (cached !== undefined && cached.entry === found.value) return cached
-        const fresh = { entry: found.value, bytes: memberBytes(key, found.value) }
+        if (cached !== undefined && cached.value === found.value) return cached
+        const fresh = { value: found.value, bytes: memberBytes(key, found.value) }
         cache.set(key, fresh)
         return fresh
       }
@@ -422,10 +422,17 @@ export const makeFileBackend = (
         })
       )
 
-    const unreadableNow = Effect.map(
-      Ref.get(state),
-      (s): ReadonlyMap<string, string> => new Map([...s.unreadable.values()].map((u) => [u.key, u.problem]))
-    )
+    // Key → problem, made again only when the values that are not entries change (a turn
+    // on a new key asks, so an unchanged set must cost nothing).
+    let viewOf: ReadonlyMap<string, Unreadable> | undefined
+    let view: ReadonlyMap<string, string> = new Map()
+    const unreadableNow = Effect.map(Ref.get(state), (s): ReadonlyMap<string, string> => {
+      if (s.unreadable !== viewOf) {
+        viewOf = s.unreadable
+        view = new Map([...s.unreadable.values()].map((u) => [u.key, u.problem]))
+      }
+      return view
+    })
 
     return {
       load,
@@ -440,7 +447,9 @@ const withoutEntries = (
   unreadable: ReadonlyMap<string, Unreadable>,
   merged: HashMap.HashMap<string, SessionEntry>
 ): ReadonlyMap<string, Unreadable> => {
-  if (unreadable.size === 0) return unreadable
+  let taken = false
+  for (const key of unreadable.keys()) if (HashMap.has(merged, key)) taken = true
+  if (!taken) return unreadable
   const out = new Map<string, Unreadable>()
   for (const [key, u] of unreadable) if (!HashMap.has(merged, key)) out.set(key, u)
   return out
