@@ -4,9 +4,22 @@
  * a second request joins it. Each has a hard timeout and can be cancelled; shutdown waits
  * `drainTimeoutMs`, then interrupts what is left (always before its commit).
  */
-import { Cause, Clock, Data, Deferred, Duration, Effect, Exit, FiberMap, Option } from "effect"
+import {
+  Cause,
+  Clock,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberMap,
+  Metric,
+  Option,
+  type Tracer
+} from "effect"
 import {
   CompactionFailed,
+  Metrics,
   type CompactionFailureReason,
   type CompactionId,
   type CompactionReason,
@@ -31,6 +44,10 @@ export interface CompactionHandle {
   readonly reason: CompactionReason
   readonly startedAt: number
   readonly done: Deferred.Deferred<CompactionOutcome, CompactionFailure>
+  /** Its `converge.compaction` span: a root of its own, linked to every request that started or joined it. */
+  readonly span: Tracer.Span
+  /** Who waits on it now, and whether anyone ever did: a commit with waited && count 0 is a late completion. */
+  readonly waiters: { count: number; waited: boolean }
 }
 
 /** The answer of `start`: the compaction, and whether the request joined a running one. */
@@ -59,7 +76,14 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
           if (handles.get(id) === handle) handles.delete(id)
           const interruptReason = interruptReasons.get(handle.compactionId)
           interruptReasons.delete(handle.compactionId)
-          if (yield* Deferred.isDone(handle.done)) return
+          if (yield* Deferred.isDone(handle.done)) {
+            const committed = yield* Effect.exit(Deferred.await(handle.done))
+            return Exit.isSuccess(committed)
+              ? committed.value._tag === "Skipped"
+                ? "skipped"
+                : "completed"
+              : "error"
+          }
           let reason: CompactionFailureReason = "error"
           let message = "compaction failed"
           if (Exit.isFailure(exit)) {
@@ -96,7 +120,36 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
             handle.done,
             new CompactionFailure({ compactionId: handle.compactionId, reason, message })
           )
+          return reason
         })
+
+      /** Ends the compaction's span and counts it: `outcome` is completed, skipped or the failure reason. */
+      const observe = (handle: CompactionHandle, outcome: string) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeNanos
+          handle.span.attribute("outcome", outcome)
+          handle.span.end(
+            now,
+            outcome === "completed" || outcome === "skipped" ? Exit.void : Exit.fail(outcome)
+          )
+          yield* Metric.increment(Metrics.compactionsBy(`${handle.reason}/${outcome}`))
+          yield* Metric.update(Metrics.compactionDuration, Number(now / 1_000_000n) - handle.startedAt)
+        })
+
+      /** Commits the outcome; counted as a late completion when everyone who waited has stopped. */
+      const commit = (handle: CompactionHandle, outcome: CompactionOutcome) =>
+        Effect.suspend(() => {
+          const late = outcome._tag === "Completed" && handle.waiters.waited && handle.waiters.count === 0
+          handle.span.attribute("compaction.late", late)
+          return Deferred.succeed(handle.done, outcome).pipe(
+            Effect.zipRight(late ? Metric.increment(Metrics.lateCompletions) : Effect.void)
+          )
+        })
+
+      const linkTo = (span: Option.Option<Tracer.Span>, kind: "started" | "joined") =>
+        Option.isSome(span)
+          ? [{ _tag: "SpanLink" as const, span: span.value, attributes: { "link.kind": kind } }]
+          : []
 
       /** The running compaction of `sessionId`, if any. */
       const inFlight = (sessionId: string): Effect.Effect<Option.Option<CompactionHandle>> =>
@@ -110,27 +163,47 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
       ): Effect.Effect<Started> =>
         Effect.uninterruptible(
           Effect.gen(function* () {
+            const requester = yield* Effect.option(Effect.currentSpan)
             const running = handles.get(session.sessionId)
-            if (running !== undefined) return { handle: running, joined: true }
+            if (running !== undefined) {
+              running.span.addLinks(linkTo(requester, "joined"))
+              yield* Metric.increment(Metrics.compactionJoinsBy(running.reason))
+              return { handle: running, joined: true }
+            }
+            const compactionId = makeCompactionId()
+            // Not the requester's child: the compaction outlives the turn that started it.
+            const span = yield* Effect.makeSpan("converge.compaction", {
+              root: true,
+              links: linkTo(requester, "started"),
+              attributes: {
+                "session.key": session.sessionKey,
+                "session.id": session.sessionId,
+                "compaction.id": compactionId,
+                "compaction.reason": reason
+              }
+            })
             const handle: CompactionHandle = {
-              compactionId: makeCompactionId(),
+              compactionId,
               session,
               reason,
               startedAt: yield* Clock.currentTimeMillis,
-              done: yield* Deferred.make<CompactionOutcome, CompactionFailure>()
+              done: yield* Deferred.make<CompactionOutcome, CompactionFailure>(),
+              span,
+              waiters: { count: 0, waited: false }
             }
             // Registered before the fiber is forked, so a concurrent request joins it.
             handles.set(session.sessionId, handle)
             const body = compactor
-              .run(session, handle.compactionId, reason, instructions, (outcome) =>
-                Deferred.succeed(handle.done, outcome)
-              )
+              .run(session, handle.compactionId, reason, instructions, (outcome) => commit(handle, outcome))
               .pipe(
                 Effect.timeoutFail({
                   duration: Duration.millis(config.compactionTimeoutMs),
                   onTimeout: () => new CompactionTimeout()
                 }),
-                Effect.onExit((exit) => settle(handle, exit))
+                Effect.withParentSpan(span),
+                Effect.onExit((exit) =>
+                  Effect.flatMap(settle(handle, exit), (outcome) => observe(handle, outcome))
+                )
               )
             // The compaction itself is interruptible (cancel, timeout, shutdown) up to its commit.
             yield* FiberMap.run(fibers, session.sessionId, Effect.interruptible(body))
@@ -146,14 +219,27 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
         Effect.suspend(() => {
           const d = Duration.decode(bound)
           const settled = Deferred.await(handle.done).pipe(Effect.exit)
-          if (!Duration.isFinite(d)) return Effect.map(settled, Option.some)
           // A zero bound is a poll: it must not wait for a clock tick.
-          if (Duration.toMillis(d) <= 0) {
+          if (Duration.isFinite(d) && Duration.toMillis(d) <= 0) {
             return Effect.flatMap(Deferred.isDone(handle.done), (isDone) =>
               isDone ? Effect.map(settled, Option.some) : Effect.succeed(Option.none())
             )
           }
-          return Effect.timeoutOption(settled, d)
+          const waiting = Duration.isFinite(d)
+            ? Effect.timeoutOption(settled, d)
+            : Effect.map(settled, Option.some)
+          const waiters = handle.waiters
+          return Effect.acquireUseRelease(
+            Effect.sync(() => {
+              waiters.count++
+              waiters.waited = true
+            }),
+            () => waiting,
+            () =>
+              Effect.sync(() => {
+                waiters.count--
+              })
+          )
         })
 
       /** Cancels the running compaction of `sessionId` before its commit; false if none ran. */

@@ -4,7 +4,7 @@
  * A lane is released on every outcome, interruption included.
  */
 import { Deferred, Effect, Exit, FiberId } from "effect"
-import { LaneFull } from "@converge/domain"
+import { LaneFull, Metrics } from "@converge/domain"
 import { RunnerConfig } from "./RunnerConfig.js"
 
 interface Lane {
@@ -22,6 +22,12 @@ export class Lanes extends Effect.Service<Lanes>()("converge/Lanes", {
   effect: Effect.gen(function* () {
     const config = yield* RunnerConfig
     const lanes = new Map<string, Lane>()
+    // Totals over all lanes, for the `converge_lane_waiting` and `converge_lanes_busy` gauges.
+    let waiting = 0
+    const gauges = () => {
+      Metrics.laneWaiting.unsafeUpdate(waiting, [])
+      Metrics.lanesBusy.unsafeUpdate(lanes.size, [])
+    }
 
     // Hands the lane to the next waiter, or frees it.
     const release = (key: string) =>
@@ -29,11 +35,14 @@ export class Lanes extends Effect.Service<Lanes>()("converge/Lanes", {
         const lane = lanes.get(key)
         if (lane === undefined) return
         const next = lane.waiting.shift()
-        if (next !== undefined) Deferred.unsafeDone(next, Exit.void)
-        else {
+        if (next !== undefined) {
+          waiting--
+          Deferred.unsafeDone(next, Exit.void)
+        } else {
           lane.running = false
           lanes.delete(key)
         }
+        gauges()
       })
 
     /** Runs `effect` when it is this turn's place in the lane of `key`. */
@@ -50,6 +59,7 @@ export class Lanes extends Effect.Service<Lanes>()("converge/Lanes", {
           }
           if (!lane.running) {
             lane.running = true
+            gauges()
             return Effect.void
           }
           if (lane.waiting.length >= config.laneQueue) {
@@ -63,18 +73,27 @@ export class Lanes extends Effect.Service<Lanes>()("converge/Lanes", {
           const turn = Deferred.unsafeMake<void>(FiberId.none)
           const queue = lane.waiting
           queue.push(turn)
+          waiting++
+          gauges()
           return restore(Deferred.await(turn)).pipe(
             Effect.onInterrupt(() =>
               Effect.flatMap(Deferred.isDone(turn), (handedOver) => {
                 // Handed the lane just as we were interrupted: pass it on.
                 if (handedOver) return release(key)
                 const i = queue.indexOf(turn)
-                if (i >= 0) queue.splice(i, 1)
+                if (i >= 0) {
+                  queue.splice(i, 1)
+                  waiting--
+                  gauges()
+                }
                 return Effect.void
               })
             )
           )
-        }).pipe(Effect.zipRight(restore(effect).pipe(Effect.ensuring(release(key)))))
+        }).pipe(
+          Effect.withSpan("converge.turn.lane_wait", { attributes: { "session.key": key } }),
+          Effect.zipRight(restore(effect).pipe(Effect.ensuring(release(key))))
+        )
       )
 
     /** The state of the lane of `key`. */

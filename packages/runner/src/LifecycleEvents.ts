@@ -3,8 +3,8 @@
  * more than `eventBufferSize` events behind loses the oldest ones and receives `Resync`.
  * No state rides on it: every event was applied by the Reconciler before it is published.
  */
-import { Clock, Effect, PubSub, type Scope, Stream } from "effect"
-import { type LifecycleEvent, Resync } from "@converge/domain"
+import { Clock, Effect, Metric, PubSub, type Scope, Stream } from "effect"
+import { type LifecycleEvent, Metrics, Resync } from "@converge/domain"
 import { RunnerConfig, trusted } from "./RunnerConfig.js"
 
 interface Envelope {
@@ -33,7 +33,8 @@ export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge
 
     const resync = (sessionKey: string) =>
       Clock.currentTimeMillis.pipe(
-        Effect.map((at) => new Resync({ sessionKey, sessionId: "", generation: 0, at }, trusted))
+        Effect.map((at) => new Resync({ sessionKey, sessionId: "", generation: 0, at }, trusted)),
+        Effect.zipLeft(Metric.increment(Metrics.resyncs))
       )
 
     // `subscribedAt` is the count when the subscription began: a gap after it is a loss.

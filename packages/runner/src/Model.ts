@@ -4,9 +4,10 @@
  */
 import { LanguageModel } from "@effect/ai"
 import * as Prompt from "@effect/ai/Prompt"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import {
   ContextOverflow,
+  Metrics,
   contentText,
   isContextOverflow,
   isTransient,
@@ -79,7 +80,14 @@ export const contextMessages = (
   return out
 }
 
-const answer = (messages: ReadonlyArray<Prompt.Message>) =>
+/** What a model call is for: its span's and its metrics' `purpose`. */
+type Purpose = "reply" | "summary"
+
+const errorKind = (e: ContextOverflow | ModelError): string =>
+  e._tag === "ContextOverflow" ? "context_overflow" : e.transient ? "transient" : "permanent"
+
+// One span per call: a retried call shows as one span per attempt under its parent.
+const answer = (messages: ReadonlyArray<Prompt.Message>, purpose: Purpose) =>
   LanguageModel.generateText({ prompt: Prompt.fromMessages(messages) }).pipe(
     Effect.map(
       (response): ModelAnswer => ({
@@ -88,7 +96,10 @@ const answer = (messages: ReadonlyArray<Prompt.Message>) =>
         output: response.usage.outputTokens ?? 0
       })
     ),
-    Effect.mapError(classify)
+    Effect.mapError(classify),
+    Effect.tapError((e) => Metric.increment(Metrics.modelErrorsBy(errorKind(e)))),
+    Effect.ensuring(Metric.increment(Metrics.modelCallsBy(purpose))),
+    Effect.withSpan("converge.model.call", { attributes: { purpose } })
   )
 
 /** Asks the model to answer the context. */
@@ -96,7 +107,7 @@ export const reply = (
   summary: string | undefined,
   entries: ReadonlyArray<{ readonly entry: TranscriptEntry }>
 ): Effect.Effect<ModelAnswer, ContextOverflow | ModelError, LanguageModel.LanguageModel> =>
-  answer(contextMessages(summary, entries))
+  answer(contextMessages(summary, entries), "reply")
 
 /** Asks the model to summarize the entries before a cut (and the previous summary). */
 export const summarize = (
@@ -111,5 +122,5 @@ export const summarize = (
   const transcript = contextMessages(previousSummary, entries)
     .map((m) => `${m.role}: ${m.content.map((p) => (p.type === "text" ? p.text : "")).join("")}`)
     .join("\n\n")
-  return answer([Prompt.makeMessage("system", { content: system }), user(transcript)])
+  return answer([Prompt.makeMessage("system", { content: system }), user(transcript)], "summary")
 }

@@ -17,8 +17,10 @@ import {
   Fiber,
   FiberId,
   FiberSet,
+  Metric,
   Option,
-  Schedule
+  Schedule,
+  type Tracer
 } from "effect"
 import {
   type CompactResult,
@@ -29,6 +31,7 @@ import {
   makeRunId,
   makeSessionId,
   isSessionKey,
+  Metrics,
   type ModelError,
   type SessionId,
   type SessionLeased,
@@ -187,7 +190,14 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         if (Option.isNone(result)) return false
         progress.compactionState = Exit.isSuccess(result.value) ? "completed" : "failed"
         return true
-      })
+      }).pipe(
+        Effect.withSpan("converge.turn.compaction_wait", {
+          attributes: { "compaction.id": handle.compactionId }
+        })
+      )
+
+    const contextOf = (sessionId: SessionId) =>
+      transcript.buildContext(sessionId).pipe(Effect.withSpan("converge.turn.context"))
 
     const callModel = (summary: string | undefined, entries: Parameters<typeof Model.reply>[1]) =>
       Model.reply(summary, entries).pipe(
@@ -217,12 +227,12 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         )
         progress.lastSeq = user!.seq
 
-        let context = yield* transcript.buildContext(sessionId)
+        let context = yield* contextOf(sessionId)
         const running = Option.getOrUndefined(yield* supervisor.inFlight(sessionId))
         const handle = context.tokens > threshold ? (yield* supervisor.start(s, "threshold")).handle : running
         if (handle !== undefined) {
           const settled = yield* waitForCompaction(handle, deadline, progress)
-          context = yield* transcript.buildContext(sessionId)
+          context = yield* contextOf(sessionId)
           if (!settled && context.tokens > threshold) {
             return { outcome: "timed_out", timeout: "compactionWait" } satisfies TurnDraft
           }
@@ -234,7 +244,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           const started = yield* supervisor.start(s, "overflow")
           const settled = yield* waitForCompaction(started.handle, deadline, progress)
           if (!settled) return { outcome: "timed_out", timeout: "compactionWait" } satisfies TurnDraft
-          context = yield* transcript.buildContext(sessionId)
+          context = yield* contextOf(sessionId)
           answer = yield* callModel(context.summary, context.entries).pipe(Effect.either)
         }
         if (Either.isLeft(answer)) {
@@ -353,8 +363,13 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         yield* checkKey(key)
         const timeoutMs = options.timeoutMs ?? config.turnTimeoutMs
         const runId = makeRunId()
-        const deadline = (yield* Clock.currentTimeMillis) + timeoutMs
+        const submittedAt = yield* Clock.currentTimeMillis
+        const deadline = submittedAt + timeoutMs
         const initial = yield* ensureSession(key)
+        const span = yield* Effect.orDie(Effect.currentSpan)
+        span.attribute("run.id", runId)
+        span.attribute("session.id", initial.sessionId)
+        span.attribute("turn.timeout_ms", timeoutMs)
         const progress: Progress = {
           session: undefined,
           lastSeq: -1,
@@ -381,11 +396,29 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
               restore(lanes.withLane(key, body(key, runId, message, deadline, progress)))
             )
             deadlines.cancel(due)
-            yield* Deferred.done(result, yield* Effect.exit(settle(key, runId, progress, initial, ended)))
+            const settled = yield* Effect.exit(settle(key, runId, progress, initial, ended))
+            if (Exit.isSuccess(settled)) yield* observe(span, settled.value, submittedAt)
+            yield* Deferred.done(result, settled)
           })
         )
         yield* FiberSet.run(turns, work)
         return yield* Deferred.await(result)
+      }).pipe(
+        Effect.tapError((e) => Metric.increment(Metrics.turnsRefusedBy(e._tag))),
+        Effect.withSpan("converge.turn", { attributes: { "session.key": key } })
+      )
+
+    /** Records how a turn ended on its span and in the turn metrics. */
+    const observe = (span: Tracer.Span, result: TurnResult, submittedAt: number) =>
+      Effect.gen(function* () {
+        span.attribute("outcome", result.outcome)
+        if (result.timeout !== undefined) span.attribute("timeout", result.timeout)
+        if (result.compaction.compactionId !== undefined) {
+          span.attribute("compaction.id", result.compaction.compactionId)
+        }
+        span.attribute("compaction.state", result.compaction.state)
+        yield* Metric.increment(Metrics.turnsBy(`${result.outcome}/${result.timeout ?? "none"}`))
+        yield* Metric.update(Metrics.turnDuration, (yield* Clock.currentTimeMillis) - submittedAt)
       })
 
     /** How a turn's body ended, as the turn's result: a timeout, a failure, or what it committed. */
@@ -505,7 +538,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           tokensAfter: outcome.tokensAfter,
           status: st
         } satisfies CompactResult
-      })
+      }).pipe(Effect.withSpan("converge.compact", { attributes: { "session.key": key } }))
 
     /** Cancels the running compaction of `key` (before its commit) and answers its status. */
     const cancelCompaction = (

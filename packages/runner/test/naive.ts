@@ -131,7 +131,9 @@ export const naiveRunner: Variant = {
             session,
             reason,
             startedAt: yield* Clock.currentTimeMillis,
-            done: yield* Deferred.make<CompactionOutcome, CompactionFailure>()
+            done: yield* Deferred.make<CompactionOutcome, CompactionFailure>(),
+            span: yield* Effect.makeSpan("naive.compaction"),
+            waiters: { count: 0, waited: false }
           }
           handles.set(session.sessionId, handle)
           // A child of the caller: it dies with the turn that started it.

@@ -4,14 +4,16 @@
  * lives in the layer's scope.
  */
 import type { FileSystem, Path } from "@effect/platform"
-import type { SessionEntry, StorageError, StoreCorrupt } from "@converge/domain"
+import { Metrics, type SessionEntry, type StorageError, type StoreCorrupt } from "@converge/domain"
 import {
   Clock,
+  Duration,
   Effect,
   Exit,
   Fiber,
   HashMap,
   Layer,
+  Metric,
   Option,
   PubSub,
   Queue,
@@ -144,6 +146,8 @@ const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, 
         if (Option.isNone(snapshot)) return
         const snap = snapshot.value
         const persisted = yield* backend.persist(snap.entries, snap.dirty).pipe(
+          Metric.trackDuration(Metrics.storeFlushDuration.pipe(Metric.mapInput(Duration.toMillis))),
+          Effect.withSpan("converge.store.flush"),
           Effect.onError(() =>
             Ref.update(state, (s) => ({
               ...s,

@@ -5,6 +5,7 @@
  */
 import {
   type CompactionEntry,
+  Metrics,
   type SessionHeader,
   SessionId,
   SessionLeased,
@@ -17,6 +18,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import {
   Clock,
   Deferred,
+  Duration,
   Effect,
   Either,
   Exit,
@@ -24,6 +26,7 @@ import {
   FiberMap,
   FiberSet,
   type Layer,
+  Metric,
   Option,
   Schema,
   Scope
@@ -1065,9 +1068,18 @@ const make = (options: TranscriptOptions) =>
       }).pipe(Effect.zipRight(Effect.suspend(() => (indexDirty ? writeIndex : Effect.void))))
     )
 
+    // Every append is a span of its own and one sample of `converge_transcript_append_duration_ms`.
+    const timed = <A, E>(name: string, sessionId: string, effect: Effect.Effect<A, E>) =>
+      effect.pipe(
+        Metric.trackDuration(Metrics.transcriptAppendDuration.pipe(Metric.mapInput(Duration.toMillis))),
+        Effect.withSpan(name, { attributes: { "session.id": sessionId } })
+      )
+
     return {
-      append,
-      appendCompaction,
+      append: (sessionId: string, entries: ReadonlyArray<NewEntry>, appendOptions?: AppendOptions) =>
+        timed("converge.transcript.append", sessionId, append(sessionId, entries, appendOptions)),
+      appendCompaction: (sessionId: string, request: CompactionRequest) =>
+        timed("converge.transcript.append_compaction", sessionId, appendCompaction(sessionId, request)),
       read,
       buildContext,
       fold,

@@ -4,8 +4,8 @@
  * more than `eventBufferSize` events behind gets `Resync` instead of slowing anything.
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Duration, Effect, Schedule, Schema, Stream } from "effect"
-import { LifecycleEvent } from "@converge/domain"
+import { Duration, Effect, Metric, Schedule, Schema, Stream } from "effect"
+import { LifecycleEvent, Metrics } from "@converge/domain"
 import { LifecycleEvents, type SubscribeOptions } from "@converge/runner"
 import { GatewayApi } from "../Api.js"
 import { Settings } from "../Settings.js"
@@ -33,18 +33,23 @@ export const EventsLive = HttpApiBuilder.group(GatewayApi, "events", (handlers) 
 
     const body = (options: SubscribeOptions): Stream.Stream<Uint8Array> =>
       Stream.unwrapScoped(
-        Effect.map(events.subscribe(options), (stream) => {
-          const frames = stream.pipe(
-            Stream.zipWithIndex,
-            Stream.map(([event, index]) => formatEvent(index + 1, event))
-          )
-          const keepAlive = Stream.fromSchedule(Schedule.spaced(Duration.millis(settings.keepAliveMs))).pipe(
-            Stream.as(KEEP_ALIVE)
-          )
-          return Stream.make(CONNECTED).pipe(
-            Stream.concat(Stream.merge(frames, keepAlive, { haltStrategy: "left" }))
-          )
-        })
+        Effect.acquireRelease(Metric.increment(Metrics.sseSubscribers), () =>
+          Metric.incrementBy(Metrics.sseSubscribers, -1)
+        ).pipe(
+          Effect.zipRight(events.subscribe(options)),
+          Effect.map((stream) => {
+            const frames = stream.pipe(
+              Stream.zipWithIndex,
+              Stream.map(([event, index]) => formatEvent(index + 1, event))
+            )
+            const keepAlive = Stream.fromSchedule(
+              Schedule.spaced(Duration.millis(settings.keepAliveMs))
+            ).pipe(Stream.as(KEEP_ALIVE))
+            return Stream.make(CONNECTED).pipe(
+              Stream.concat(Stream.merge(frames, keepAlive, { haltStrategy: "left" }))
+            )
+          })
+        )
         // Open through the drain, so consumers hear how running work ended; the runtime's close ends it.
       ).pipe(Stream.interruptWhen(shutdown.closed), Stream.encodeText)
 

@@ -4,7 +4,7 @@
  */
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { SessionEntry, StorageError, StoreCorrupt } from "@converge/domain"
+import { Metrics, SessionEntry, StorageError, StoreCorrupt } from "@converge/domain"
 import { Clock, Effect, Either, HashMap, Option, ParseResult, Ref, Schema } from "effect"
 import { jsonEqual, mergeFileWithMemory, normalizeForeignReset } from "../merge.js"
 import { writeAtomic } from "./atomicWrite.js"
@@ -410,6 +410,7 @@ export const makeFileBackend = (
           let seen = stored.seen
           if (wrote) {
             yield* writeAtomic(fs, { path: filePath, tmpPath, directory }, bytes)
+            Metrics.storeFlushBytes.unsafeUpdate(bytes.length, [])
             // Not knowing the new identity only costs the next flush a read.
             seen = Option.getOrUndefined(yield* look.pipe(Effect.orElseSucceed(() => Option.none())))
           }
