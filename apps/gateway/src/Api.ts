@@ -6,6 +6,7 @@ import { ShuttingDown } from "@converge/domain"
 import { BadRequest, PayloadTooLarge, RouteNotFound, Unauthorized } from "./Errors.js"
 import { EventsApi } from "./Events/Api.js"
 import { HealthApi } from "./Health/Api.js"
+import { ObserveApi } from "./Observe/Api.js"
 import { SessionsApi } from "./Sessions/Api.js"
 
 /** Every route of the gateway. */
@@ -13,6 +14,7 @@ export class GatewayApi extends HttpApi.make("converge")
   .add(SessionsApi)
   .add(EventsApi)
   .add(HealthApi)
+  .add(ObserveApi)
   .addError(BadRequest, { status: 400 })
   .addError(Unauthorized, { status: 401 })
   .addError(RouteNotFound, { status: 404 })
@@ -22,5 +24,5 @@ export class GatewayApi extends HttpApi.make("converge")
   .annotate(
     OpenApi.Description,
     "Turns, compactions and lifecycle events of Converge sessions. When CONVERGE_TOKEN is set, " +
-      "every route but /healthz needs `Authorization: Bearer <token>`."
+      "every route but /healthz and the sessions page (/) needs `Authorization: Bearer <token>`."
   ) {}

@@ -60,6 +60,9 @@ const authorize = (
     : Effect.fail(new Unauthorized({ message: "the bearer token is not valid" }))
 }
 
+/** Routes that answer without the token: the health check, and the page that asks for the token. */
+const OPEN_PATHS: ReadonlySet<string> = new Set(["/healthz", "/"])
+
 /** How far past the limit a body without a length is read before the connection is dropped. */
 const HARD_CAP_FACTOR = 16
 
@@ -154,7 +157,7 @@ export const GuardLive = HttpApiBuilder.middleware(
     return (app: HttpApp.Default) =>
       Effect.gen(function* () {
         const request = yield* HttpServerRequest.HttpServerRequest
-        if (pathOf(request.url) !== "/healthz") yield* authorize(expected, request.headers.authorization)
+        if (!OPEN_PATHS.has(pathOf(request.url))) yield* authorize(expected, request.headers.authorization)
         if (yield* shutdown.isDraining)
           return yield* closeConnection.pipe(Effect.zipRight(Effect.fail(shuttingDown())))
         const prepared = yield* prepareBody(request, settings.maxBodyBytes)

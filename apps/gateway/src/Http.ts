@@ -16,11 +16,13 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Clock, Context, Effect, Exit, Layer, Schema, Stream } from "effect"
 import { ConfigError, LifecycleEvent } from "@converge/domain"
 import { LifecycleEvents, Runner } from "@converge/runner"
+import { Telemetry } from "@converge/runtime"
 import { GatewayApi } from "./Api.js"
 import * as EmbeddedRuntime from "./EmbeddedRuntime.js"
 import { EventsLive } from "./Events/Http.js"
 import { GuardLive, pathOf } from "./Guard.js"
 import { HealthLive } from "./Health/Http.js"
+import { ObserveLive } from "./Observe/Http.js"
 import * as Logging from "./Logging.js"
 import { SessionsLive } from "./Sessions/Http.js"
 import * as Settings from "./Settings.js"
@@ -31,7 +33,7 @@ export class NodeServer extends Context.Tag("converge/gateway/NodeServer")<NodeS
 
 /** The API with its handlers. */
 export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
-  Layer.provide([SessionsLive, EventsLive, HealthLive])
+  Layer.provide([SessionsLive, EventsLive, HealthLive, ObserveLive])
 )
 
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)/
@@ -151,7 +153,11 @@ export const layer = (settings: Settings.GatewaySettings) =>
 
 /** The gateway with its own runtime, built from `settings.config`; provider keys come from `env`. */
 export const layerEmbedded = (settings: Settings.GatewaySettings, env: Record<string, string | undefined>) =>
-  layer(settings).pipe(Layer.provide(EmbeddedRuntime.layer(settings.config, env)))
+  layer(settings).pipe(
+    Layer.provide(EmbeddedRuntime.layer(settings.config, env)),
+    // Outermost, so the tracer it sets is the one of every fiber the gateway and its runtime start.
+    Layer.provide(Telemetry.layer(env))
+  )
 
 const logStartupFailure = (cause: Cause.Cause<unknown>) => {
   const failure = Cause.failureOption(cause)

@@ -117,7 +117,9 @@ describe("routes and shapes", { timeout: 30_000 }, () => {
         "GET /v1/sessions",
         "POST /v1/sessions/{key}/reset",
         "GET /v1/events",
-        "GET /healthz"
+        "GET /healthz",
+        "GET /metrics",
+        "GET /"
       ].sort()
     )
     expect(Object.keys(doc.body.components.schemas)).toEqual(
@@ -128,14 +130,22 @@ describe("routes and shapes", { timeout: 30_000 }, () => {
     expect(page.headers.get("content-type")).toMatch(/text\/html/)
   })
 
-  it("needs the bearer token on every route but /healthz when one is set", async () => {
+  it("needs the bearer token on every route but /healthz and the page when one is set", async () => {
     const { gateway } = await startEmbedded({ config: { token: "s3cret" } })
-    for (const path of ["/v1/sessions", "/openapi.json", "/docs", "/v1/events", "/v1/no-such-route"]) {
+    for (const path of [
+      "/v1/sessions",
+      "/openapi.json",
+      "/docs",
+      "/v1/events",
+      "/metrics",
+      "/v1/no-such-route"
+    ]) {
       expect((await client(gateway.url).get(path)).status, path).toBe(401)
       expect((await client(gateway.url, "s3cre").get(path)).status, path).toBe(401)
       expect((await client(gateway.url, "s3cret!").get(path)).status, path).toBe(401)
     }
     expect((await client(gateway.url).get("/healthz")).status).toBe(200)
+    expect((await client(gateway.url).get("/")).status).toBe(200)
     expect((await client(gateway.url, "s3cret").get("/v1/sessions")).status).toBe(200)
     const basic = await client(gateway.url).get("/v1/sessions", { authorization: "Basic czNjcmV0" })
     expect(basic.body).toMatchObject({ _tag: "Unauthorized", message: expect.stringContaining("Bearer") })

@@ -129,5 +129,7 @@ export const registerAll: Effect.Effect<void> = Effect.sync(() => {
   for (const m of [turnDuration, compactionDuration, storeFlushDuration, transcriptAppendDuration]) {
     m.unsafeValue([])
   }
-  modelCallsBy("reply").unsafeUpdate(0, [])
+  for (const purpose of ["reply", "summary"]) modelCallsBy(purpose).unsafeUpdate(0, [])
+  for (const kind of ["context_overflow", "transient", "permanent"]) modelErrorsBy(kind).unsafeUpdate(0, [])
+  turnsRefusedBy("LaneFull").unsafeUpdate(0, [])
 })

@@ -6,6 +6,7 @@ import { HttpServer } from "@effect/platform"
 import { Cause, Context, Effect, Exit, Layer, Logger, Scope } from "effect"
 import { type Config, makeConfig } from "@converge/domain"
 import { LifecycleEvents, Runner, RunnerConfig } from "@converge/runner"
+import { Telemetry } from "@converge/runtime"
 import { EmbeddedRuntime, layer, layerEmbedded, Logging, Settings } from "../../src/index.js"
 import { tempDir } from "./http.js"
 
@@ -117,7 +118,8 @@ export const startStubbed = async (
     Layer.provideMerge(events),
     Layer.provide(
       Layer.succeed(EmbeddedRuntime.RuntimeHandle, { close: options.closeRuntime ?? Effect.void })
-    )
+    ),
+    Layer.provide(Telemetry.layer({}))
   )
   const logs: Array<Record<string, unknown>> = []
   const gateway = await build(gatewayLayer, logs)
