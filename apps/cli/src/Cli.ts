@@ -13,6 +13,7 @@ import { demo } from "./Demo.js"
 import { runGateway } from "./Gateway.js"
 import { offlineSessions, offlineStatus } from "./Offline.js"
 import { renderRepair, renderSessions, renderStatus } from "./Render.js"
+import { withProgress } from "./Progress.js"
 import { repair, repairDryRun } from "./Repair.js"
 import { openSessionsDir, sessionsDirOf } from "./SessionsDir.js"
 
@@ -48,7 +49,7 @@ const status = Command.make("status", { key, sessionsDir, json }, (o) =>
 const sessions = Command.make("sessions", { sessionsDir, json }, (o) =>
   Effect.gen(function* () {
     const d = yield* openSessionsDir(sessionsDirOf(o.sessionsDir, process.env))
-    const view = yield* offlineSessions(d)
+    const view = yield* withProgress(o.json, (onProgress) => offlineSessions(d, onProgress))
     yield* o.json ? print({ sessions: view.sessions }) : Console.log(renderSessions(view))
   })
 ).pipe(Command.withDescription("Every session, read offline; nothing written (GET /v1/sessions)."))
@@ -99,7 +100,9 @@ const repairCommand = Command.make(
   (o) =>
     Effect.gen(function* () {
       const d = yield* openSessionsDir(sessionsDirOf(o.sessionsDir, process.env))
-      const report = yield* o.dryRun ? repairDryRun(d) : repair(d)
+      const report = yield* withProgress(o.json, (onProgress) =>
+        o.dryRun ? repairDryRun(d, onProgress) : repair(d, onProgress)
+      )
       yield* o.json ? print(report) : Console.log(renderRepair(report))
       if (report.unfixed > 0) return yield* new ExitCode({ code: EXIT_UNFIXED })
     })

@@ -9,6 +9,7 @@ import { type SessionStatus, sessionIdProblem } from "@converge/domain"
 import { Reconciler, toStatus } from "@converge/runner"
 import { SessionStore } from "@converge/store"
 import { CliError } from "./CliError.js"
+import type { OnProgress } from "./Progress.js"
 import {
   checkKey,
   entryInFile,
@@ -65,7 +66,8 @@ export const offlineStatus = (
 
 /** Every session of the directory, after the start-up recovery a gateway would run. */
 export const offlineSessions = (
-  d: SessionsDirectory
+  d: SessionsDirectory,
+  onProgress?: OnProgress
 ): Effect.Effect<SessionsView, CliError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
     yield* requireReadable(d)
@@ -73,7 +75,7 @@ export const offlineSessions = (
       Effect.gen(function* () {
         const reconciler = yield* Reconciler
         const store = yield* SessionStore
-        yield* reconciler.recover()
+        yield* reconciler.recover(undefined, onProgress === undefined ? {} : { onProgress })
         const sessions: Array<SessionStatus> = []
         const unservable: Array<Unservable> = (d.content._tag === "Ok" ? d.content.bad : []).map((b) => ({
           sessionKey: b.key,

@@ -10,6 +10,7 @@ import { Clock, Effect, Logger, LogLevel, Option } from "effect"
 import { type SessionEntry, sessionIdProblem } from "@converge/domain"
 import { Reconciler, type RecoveryReport } from "@converge/runner"
 import { jsonEqual, SessionStore } from "@converge/store"
+import type { OnProgress } from "./Progress.js"
 import { CliError } from "./CliError.js"
 import { recoveryLayer, SESSIONS_FILE, type SessionsDirectory, withOfflineView } from "./SessionsDir.js"
 
@@ -113,12 +114,12 @@ const rowsOf = (
 }
 
 /** Recovery over the store in context: the rows, whether the flush wrote, and the unreadable file moved aside. */
-const recoverAndFlush = (d: SessionsDirectory) =>
+const recoverAndFlush = (d: SessionsDirectory, onProgress: OnProgress | undefined) =>
   Effect.gen(function* () {
     const store = yield* SessionStore
     const reconciler = yield* Reconciler
     const corrupt = yield* store.corrupt
-    const reports = yield* reconciler.recover()
+    const reports = yield* reconciler.recover(undefined, onProgress === undefined ? {} : { onProgress })
     const after = yield* store.list
     yield* store.flush
     const stats = yield* store.stats
@@ -146,7 +147,8 @@ const summary = (
 
 /** Repairs `d` in place: backup, then the store's lock, recovery and one merged, atomic write. */
 export const repair = (
-  d: SessionsDirectory
+  d: SessionsDirectory,
+  onProgress?: OnProgress
 ): Effect.Effect<RepairReport, CliError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
@@ -168,7 +170,7 @@ export const repair = (
           )
         )
     }
-    const result = yield* recoverAndFlush(d).pipe(
+    const result = yield* recoverAndFlush(d, onProgress).pipe(
       Effect.provide(recoveryLayer(d.dir, d.dir)),
       Effect.catchTag("StorageError", (e) => Effect.fail(CliError.of(e.message))),
       // The store logs what the report prints anyway (a file moved aside, torn lines).
@@ -194,10 +196,11 @@ export const repair = (
 
 /** What `repair` would do to `d`, computed the same way on an offline copy; writes nothing. */
 export const repairDryRun = (
-  d: SessionsDirectory
+  d: SessionsDirectory,
+  onProgress?: OnProgress
 ): Effect.Effect<RepairReport, CliError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
-    const result = yield* withOfflineView(d, () => recoverAndFlush(d))
+    const result = yield* withOfflineView(d, () => recoverAndFlush(d, onProgress))
     return summary(
       d,
       true,

@@ -174,6 +174,7 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
             // Not the requester's child: the compaction outlives the turn that started it.
             const span = yield* Effect.makeSpan("converge.compaction", {
               root: true,
+              captureStackTrace: false,
               links: linkTo(requester, "started"),
               attributes: {
                 "session.key": session.sessionKey,

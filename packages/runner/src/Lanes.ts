@@ -91,7 +91,10 @@ export class Lanes extends Effect.Service<Lanes>()("converge/Lanes", {
             )
           )
         }).pipe(
-          Effect.withSpan("converge.turn.lane_wait", { attributes: { "session.key": key } }),
+          Effect.withSpan("converge.turn.lane_wait", {
+            attributes: { "session.key": key },
+            captureStackTrace: false
+          }),
           Effect.zipRight(restore(effect).pipe(Effect.ensuring(release(key))))
         )
       )

@@ -99,7 +99,7 @@ const answer = (messages: ReadonlyArray<Prompt.Message>, purpose: Purpose) =>
     Effect.mapError(classify),
     Effect.tapError((e) => Metric.increment(Metrics.modelErrorsBy(errorKind(e)))),
     Effect.ensuring(Metric.increment(Metrics.modelCallsBy(purpose))),
-    Effect.withSpan("converge.model.call", { attributes: { purpose } })
+    Effect.withSpan("converge.model.call", { attributes: { purpose }, captureStackTrace: false })
   )
 
 /** Asks the model to answer the context. */

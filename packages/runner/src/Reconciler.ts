@@ -253,14 +253,15 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
       })
 
     /** Adopts transcripts no entry references, under their header's key or `recovered:<id>`. */
-    const adoptOrphans = (referenced: ReadonlySet<string>): Effect.Effect<Array<RecoveryReport>> =>
+    const adoptOrphans = (
+      orphans: ReadonlyArray<string>,
+      folded: Effect.Effect<void>
+    ): Effect.Effect<Array<RecoveryReport>> =>
       Effect.gen(function* () {
-        const ids = yield* transcript.list.pipe(Effect.orElseSucceed(() => []))
         const unreadable = yield* store.unreadable
         const reports: Array<RecoveryReport> = []
-        for (const id of ids) {
-          if (referenced.has(id) || sessionIdProblem(id) !== undefined) continue
-          const fold = yield* transcript.fold(id).pipe(Effect.option)
+        for (const id of orphans) {
+          const fold = yield* transcript.fold(id).pipe(Effect.option, Effect.zipLeft(folded))
           if (Option.isNone(fold)) continue
           const f = fold.value
           const key = f.header.sessionKey ?? `recovered:${id}`
@@ -292,8 +293,14 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
         return reports
       })
 
-    /** Folds transcripts into the store: one session, or all (adopting orphans too). */
-    const recover = (sessionKey?: string): Effect.Effect<ReadonlyArray<RecoveryReport>> =>
+    /**
+     * Folds transcripts into the store: one session, or all (adopting orphans too), telling
+     * `onProgress` how many of how many transcripts are folded as it goes.
+     */
+    const recover = (
+      sessionKey?: string,
+      options: { readonly onProgress?: (folded: number, total: number) => Effect.Effect<void> } = {}
+    ): Effect.Effect<ReadonlyArray<RecoveryReport>> =>
       Effect.gen(function* () {
         if (sessionKey !== undefined) {
           const entry = yield* store.get(sessionKey)
@@ -304,13 +311,24 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
         const entries = yield* store.list
         const reports: Array<RecoveryReport> = []
         const referenced = new Set<string>()
-        for (const [key, entry] of entries) {
+        for (const [, entry] of entries) {
           referenced.add(entry.sessionId)
           if (typeof entry.ownedFor === "string") referenced.add(entry.ownedFor)
+        }
+        const ids = yield* transcript.list.pipe(Effect.orElseSucceed(() => []))
+        const orphans = ids.filter((id) => !referenced.has(id) && sessionIdProblem(id) === undefined)
+        const total = entries.length + orphans.length
+        let done = 0
+        const folded =
+          options.onProgress === undefined
+            ? Effect.void
+            : Effect.suspend(() => options.onProgress!(++done, total))
+        for (const [key, entry] of entries) {
           reports.push(yield* recoverEntry(key, entry))
           recovered.add(key)
+          yield* folded
         }
-        reports.push(...(yield* adoptOrphans(referenced)))
+        reports.push(...(yield* adoptOrphans(orphans, folded)))
         return reports
       })
 

@@ -192,12 +192,15 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         return true
       }).pipe(
         Effect.withSpan("converge.turn.compaction_wait", {
-          attributes: { "compaction.id": handle.compactionId }
+          attributes: { "compaction.id": handle.compactionId },
+          captureStackTrace: false
         })
       )
 
     const contextOf = (sessionId: SessionId) =>
-      transcript.buildContext(sessionId).pipe(Effect.withSpan("converge.turn.context"))
+      transcript
+        .buildContext(sessionId)
+        .pipe(Effect.withSpan("converge.turn.context", { captureStackTrace: false }))
 
     const callModel = (summary: string | undefined, entries: Parameters<typeof Model.reply>[1]) =>
       Model.reply(summary, entries).pipe(
@@ -405,7 +408,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         return yield* Deferred.await(result)
       }).pipe(
         Effect.tapError((e) => Metric.increment(Metrics.turnsRefusedBy(e._tag))),
-        Effect.withSpan("converge.turn", { attributes: { "session.key": key } })
+        Effect.withSpan("converge.turn", { attributes: { "session.key": key }, captureStackTrace: false })
       )
 
     /** Records how a turn ended on its span and in the turn metrics. */
@@ -538,7 +541,9 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           tokensAfter: outcome.tokensAfter,
           status: st
         } satisfies CompactResult
-      }).pipe(Effect.withSpan("converge.compact", { attributes: { "session.key": key } }))
+      }).pipe(
+        Effect.withSpan("converge.compact", { attributes: { "session.key": key }, captureStackTrace: false })
+      )
 
     /** Cancels the running compaction of `key` (before its commit) and answers its status. */
     const cancelCompaction = (

@@ -86,6 +86,9 @@ const withOwner = (patch: SessionPatch): SessionEntry => {
   return Object.assign(own, { sessionId: patch.sessionId, ownedFor: patch.sessionId })
 }
 
+/** Flush latency in ms, fed with the `Duration`s `Metric.trackDuration` measures. */
+const flushDurationMs = Metrics.storeFlushDuration.pipe(Metric.mapInput(Duration.toMillis))
+
 const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, Scope.Scope> =>
   Effect.gen(function* () {
     const loaded = yield* backend.load
@@ -146,8 +149,8 @@ const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, 
         if (Option.isNone(snapshot)) return
         const snap = snapshot.value
         const persisted = yield* backend.persist(snap.entries, snap.dirty).pipe(
-          Metric.trackDuration(Metrics.storeFlushDuration.pipe(Metric.mapInput(Duration.toMillis))),
-          Effect.withSpan("converge.store.flush"),
+          Metric.trackDuration(flushDurationMs),
+          Effect.withSpan("converge.store.flush", { captureStackTrace: false }),
           Effect.onError(() =>
             Ref.update(state, (s) => ({
               ...s,

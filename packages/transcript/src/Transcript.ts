@@ -186,6 +186,9 @@ const newEntryId = (): string => {
   return u.slice(0, 8) + u.slice(9, 13) + u.slice(24, 28)
 }
 
+/** Append latency in ms, fed with the `Duration`s `Metric.trackDuration` measures. */
+const appendDurationMs = Metrics.transcriptAppendDuration.pipe(Metric.mapInput(Duration.toMillis))
+
 const make = (options: TranscriptOptions) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
@@ -1071,8 +1074,8 @@ const make = (options: TranscriptOptions) =>
     // Every append is a span of its own and one sample of `converge_transcript_append_duration_ms`.
     const timed = <A, E>(name: string, sessionId: string, effect: Effect.Effect<A, E>) =>
       effect.pipe(
-        Metric.trackDuration(Metrics.transcriptAppendDuration.pipe(Metric.mapInput(Duration.toMillis))),
-        Effect.withSpan(name, { attributes: { "session.id": sessionId } })
+        Metric.trackDuration(appendDurationMs),
+        Effect.withSpan(name, { attributes: { "session.id": sessionId }, captureStackTrace: false })
       )
 
     return {
