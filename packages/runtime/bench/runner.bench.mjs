@@ -19,6 +19,7 @@ import { SessionStore } from "@converge/store"
 import { LocalModel } from "@converge/testkit"
 import { Transcript } from "@converge/transcript"
 import { defaults } from "@converge/domain"
+import { Telemetry } from "../dist/index.js"
 
 const SESSIONS = Number(process.env.BENCH_TURN_SESSIONS ?? 1000)
 const TURNS_PER_SESSION = Number(process.env.BENCH_TURNS_PER_SESSION ?? 3)
@@ -40,7 +41,9 @@ const runtimeOf = (config, model) =>
         )
       ),
       Layer.provideMerge(RunnerConfig.layer(config)),
-      Layer.provideMerge(NodeContext.layer)
+      Layer.provideMerge(NodeContext.layer),
+      // As the runtime runs: spans off unless OTEL_EXPORTER_OTLP_ENDPOINT asks for traces.
+      Layer.provide(Telemetry.tracingLayer(Telemetry.settingsFromEnv(process.env)))
     )
   )
 

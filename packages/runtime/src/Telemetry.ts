@@ -43,10 +43,14 @@ export const settingsFromEnv = (env: Record<string, string | undefined>): Teleme
   }
 }
 
-/** The OpenTelemetry resource, and the OTLP tracer when `settings` has an endpoint. */
+/**
+ * The OpenTelemetry resource, and the OTLP tracer when `settings` has an endpoint. Without one
+ * spans are switched off (`Layer.setTracerEnabled(false)`): each `withSpan` is then a no-op
+ * span, so a gateway that exports no traces pays next to nothing for them.
+ */
 export const tracingLayer = (settings: TelemetrySettings): Layer.Layer<OtelResource.Resource> =>
   settings.tracesEndpoint === undefined
-    ? OtelResource.layer({ serviceName: settings.serviceName })
+    ? Layer.merge(OtelResource.layer({ serviceName: settings.serviceName }), Layer.setTracerEnabled(false))
     : NodeSdk.layer(() => ({
         resource: { serviceName: settings.serviceName },
         // The exporter reads the endpoint, headers and timeouts from the `OTEL_*` variables.

@@ -2,7 +2,7 @@
  * The Promise facade, for hosts that are not written in Effect: one `ManagedRuntime`
  * holding store, transcript, runner and model, with plain async methods.
  */
-import { Cause, Effect, Exit, Fiber, ManagedRuntime, Scope, Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, ManagedRuntime, Scope, Stream } from "effect"
 import {
   type CompactResult,
   type Config,
@@ -13,6 +13,7 @@ import {
 } from "@converge/domain"
 import { LifecycleEvents, Runner } from "@converge/runner"
 import { layer } from "./RuntimeLayer.js"
+import * as Telemetry from "./Telemetry.js"
 
 /** An error from the runtime: `name` is its tag (`SessionNotFound`, `LaneFull`, …). */
 export class ConvergeError extends Error {
@@ -79,7 +80,11 @@ export const createRuntime = async (options: RuntimeOptions = {}): Promise<Conve
   const configExit = Effect.runSyncExit(makeConfig(settings))
   if (Exit.isFailure(configExit)) throw toError(configExit.cause)
   const config = configExit.value
-  const runtime = ManagedRuntime.make(layer(config, env ?? process.env))
+  const vars = env ?? process.env
+  // Traces by OTLP when the `OTEL_*` variables ask for them, as in the gateway.
+  const runtime = ManagedRuntime.make(
+    layer(config, vars).pipe(Layer.provide(Telemetry.tracingLayer(Telemetry.settingsFromEnv(vars))))
+  )
   let disposed = false
   const disposedError = () => new ConvergeError("Disposed", "the runtime was disposed; create a new one")
   const run = async <A>(effect: Effect.Effect<A, unknown, Runner | LifecycleEvents>): Promise<A> => {
