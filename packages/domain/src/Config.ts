@@ -34,7 +34,10 @@ const values = {
   reserveTokens: Schema.Int.pipe(Schema.between(0, 100_000_000)),
   keepRecentTokens: Schema.Int.pipe(Schema.between(0, 100_000_000)),
   eventBufferSize: Positive(1_000_000),
-  leaseMs: Positive(2_147_483_647)
+  leaseMs: Positive(2_147_483_647),
+  cacheSessions: Schema.Int.pipe(Schema.between(0, 10_000_000)),
+  cacheMb: Schema.Int.pipe(Schema.between(0, 1_000_000)),
+  idempotencyKeys: Positive(100_000_000)
 }
 
 /** The decoded configuration. */
@@ -63,7 +66,10 @@ export const defaults: Config = {
   reserveTokens: 16_384,
   keepRecentTokens: 20_000,
   eventBufferSize: 1024,
-  leaseMs: 10_000
+  leaseMs: 10_000,
+  cacheSessions: 1000,
+  cacheMb: 32,
+  idempotencyKeys: 10_000
 }
 
 type Key = keyof Config
@@ -88,7 +94,10 @@ export const envVariables: { readonly [K in Key]: string } = {
   reserveTokens: "CONVERGE_RESERVE_TOKENS",
   keepRecentTokens: "CONVERGE_KEEP_RECENT_TOKENS",
   eventBufferSize: "CONVERGE_EVENT_BUFFER_SIZE",
-  leaseMs: "CONVERGE_LEASE_MS"
+  leaseMs: "CONVERGE_LEASE_MS",
+  cacheSessions: "CONVERGE_CACHE_SESSIONS",
+  cacheMb: "CONVERGE_CACHE_MB",
+  idempotencyKeys: "CONVERGE_IDEMPOTENCY_KEYS"
 }
 
 const numericKeys = new Set<Key>(
@@ -101,7 +110,8 @@ const atLeastOne = new Set<Key>([
   "laneQueue",
   "contextWindow",
   "eventBufferSize",
-  "leaseMs"
+  "leaseMs",
+  "idempotencyKeys"
 ])
 
 const describe = (key: Key): string => {

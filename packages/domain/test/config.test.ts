@@ -28,6 +28,9 @@ describe("Config", () => {
       expect(config.host).toBe("127.0.0.1")
       expect(config.port).toBe(18_790)
       expect(config.model).toBe("local")
+      expect(config.cacheSessions).toBe(1000)
+      expect(config.cacheMb).toBe(32)
+      expect(config.idempotencyKeys).toBe(10_000)
     })
   )
 
@@ -65,6 +68,20 @@ describe("Config", () => {
     )
     expect(failure(configFromEnv({ CONVERGE_MODEL: "gpt" })).message).toBe(
       `CONVERGE_MODEL="gpt" is not valid: expected one of "local", "openai", "anthropic"`
+    )
+  })
+
+  it("reads the cache bounds, and names a bad one", () => {
+    const config = Effect.runSync(
+      configFromEnv({ CONVERGE_CACHE_SESSIONS: "0", CONVERGE_CACHE_MB: "16", CONVERGE_IDEMPOTENCY_KEYS: "5" })
+    )
+    expect([config.cacheSessions, config.cacheMb, config.idempotencyKeys]).toEqual([0, 16, 5])
+    expect(failure(configFromEnv({ CONVERGE_CACHE_MB: "lots" })).message).toBe(
+      `CONVERGE_CACHE_MB="lots" is not valid: expected an integer of at least 0`
+    )
+    expect(failure(configFromEnv({ CONVERGE_CACHE_SESSIONS: "-1" })).variable).toBe("CONVERGE_CACHE_SESSIONS")
+    expect(failure(configFromEnv({ CONVERGE_IDEMPOTENCY_KEYS: "0" })).message).toBe(
+      `CONVERGE_IDEMPOTENCY_KEYS="0" is not valid: expected an integer of at least 1`
     )
   })
 

@@ -31,6 +31,7 @@ import {
   makeRunId,
   makeSessionId,
   isSessionKey,
+  Lru,
   Metrics,
   type ModelError,
   type SessionId,
@@ -118,10 +119,12 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     const turns = yield* FiberSet.make<unknown, unknown>()
     const deadlines = yield* makeDeadlines
     // Idempotency keys: claimed before the turn starts, so a repeat waits for the first result.
-    const claimed = new Map<
+    // Kept 24 h and at most `idempotencyKeys` of them, in claim order: past the bound the
+    // oldest is dropped early, and a repeat of it runs as a new turn (docs/memory.md).
+    const claimed = new Lru<
       string,
       { readonly result: Deferred.Deferred<TurnResult, TurnError>; readonly at: number }
-    >()
+    >({ maxEntries: config.idempotencyKeys })
     let shuttingDown = false
     const threshold = config.contextWindow - config.reserveTokens
 
@@ -332,12 +335,10 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         : Effect.gen(function* () {
             const now = yield* Clock.currentTimeMillis
             // Keys are kept in the order they were claimed: expired ones are at the front.
-            for (const [k, v] of claimed) {
-              if (now - v.at < IDEMPOTENCY_TTL_MS) break
-              claimed.delete(k)
-            }
+            claimed.evictWhile((_, v) => now - v.at >= IDEMPOTENCY_TTL_MS)
             const id = `${key}\u0000${options.idempotencyKey}`
-            const first = claimed.get(id)
+            // `peek`: a repeat does not renew its key, so claim order stays expiry order.
+            const first = claimed.peek(id)
             if (first !== undefined) return yield* Deferred.await(first.result)
             const result = yield* Deferred.make<TurnResult, TurnError>()
             claimed.set(id, { result, at: now })
@@ -601,6 +602,9 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     /** How many turns are running or queued. */
     const running = FiberSet.size(turns)
 
+    /** How many idempotency keys are remembered. */
+    const idempotencyKeys = Effect.sync(() => claimed.size)
+
     return {
       turn,
       compact,
@@ -608,6 +612,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       reset,
       beginShutdown,
       running,
+      idempotencyKeys,
       status: status.get,
       sessions: status.list
     } as const

@@ -78,7 +78,12 @@ export const makeLayer = (options: HarnessOptions = {}) => {
   const v = options.variant
   const base = Layer.mergeAll(
     v?.store ? v.store(storeOptions) : SessionStore.layerFile(storeOptions),
-    Transcript.layer({ sessionsDir: config.sessionsDir ?? SESSIONS_DIR, leaseMs: 10_000 }),
+    Transcript.layer({
+      sessionsDir: config.sessionsDir ?? SESSIONS_DIR,
+      leaseMs: 10_000,
+      ...(config.cacheSessions !== undefined ? { cacheSessions: config.cacheSessions } : {}),
+      ...(config.cacheMb !== undefined ? { cacheBytes: config.cacheMb * 1024 * 1024 } : {})
+    }),
     LocalModel.layer({ replyMs: config.localReplyMs ?? 0, summaryMs: config.localSummaryMs ?? 0 })
   ).pipe(Layer.provideMerge(Layer.merge(fs, Path.layer)))
   const runner = (v?.runner ? v.runner(Runner.Default) : Runner.Default).pipe(

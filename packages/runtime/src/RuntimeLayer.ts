@@ -15,7 +15,12 @@ import { modelLayer } from "./ModelLayer.js"
 export const servicesLayer = (config: Config, env: Record<string, string | undefined> = process.env) =>
   Layer.mergeAll(
     SessionStore.layerFile({ sessionsDir: config.sessionsDir, flushIntervalMs: config.flushIntervalMs }),
-    Transcript.layer({ sessionsDir: config.sessionsDir, leaseMs: config.leaseMs }),
+    Transcript.layer({
+      sessionsDir: config.sessionsDir,
+      leaseMs: config.leaseMs,
+      cacheSessions: config.cacheSessions,
+      cacheBytes: config.cacheMb * 1024 * 1024
+    }),
     modelLayer(config, env)
   )
 

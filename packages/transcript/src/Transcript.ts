@@ -5,6 +5,7 @@
  */
 import {
   type CompactionEntry,
+  Lru,
   Metrics,
   type SessionHeader,
   SessionId,
@@ -69,7 +70,24 @@ export interface TranscriptOptions {
   readonly resumeMinBytes?: number
   /** The resume index is written this long after it first changes (default 5 000), and on close. */
   readonly resumeFlushMs?: number
+  /** Parsed transcripts kept in memory for building contexts, at most (default 1 000 sessions). */
+  readonly cacheSessions?: number
+  /** Their estimated memory, at most (default 32 MiB); see `PARSED_BYTES_PER_FILE_BYTE`. */
+  readonly cacheBytes?: number
 }
+
+/** What the parsed-transcript cache holds right now. */
+export interface CacheStats {
+  readonly sessions: number
+  /** Estimated memory of what is cached. */
+  readonly bytes: number
+  readonly evictions: number
+  /** Leases held (each keeps the end of its file, and a parsed copy while cached). */
+  readonly leases: number
+}
+
+/** In memory, a parsed transcript takes about this many bytes per byte of its file. */
+export const PARSED_BYTES_PER_FILE_BYTE = 2
 
 /**
  * An entry to append: a transcript entry without `parentId` and `timestamp`, which are
@@ -164,6 +182,8 @@ interface Lease {
   scope: Scope.CloseableScope | undefined
 }
 
+type Parsed = NonNullable<Tail["parsed"]>
+
 interface Session {
   readonly sessionId: string
   readonly path: string
@@ -211,6 +231,21 @@ const make = (options: TranscriptOptions) =>
     const dropped = new Set<string>()
     let indexDirty = false
     let flushScheduled = false
+    // Parsed transcripts are the one per-session cache that grows with turns: bounded, least
+    // recently used out; an evicted one is read from the file again when next needed.
+    const parsedCache = new Lru<string, { readonly tail: Tail; readonly parsed: Parsed }>({
+      maxEntries: options.cacheSessions ?? 1000,
+      maxWeight: options.cacheBytes ?? 32 * 1024 * 1024,
+      weigh: (v) => v.parsed.endOffset * PARSED_BYTES_PER_FILE_BYTE,
+      onEvict: (_, v) => {
+        if (v.tail.parsed === v.parsed) v.tail.parsed = undefined
+      }
+    })
+    /** Records (or re-weighs) the parsed copy `tail` holds; forgets it when there is none. */
+    const cacheParsed = (sessionId: string, tail: Tail): void => {
+      if (tail.parsed === undefined) parsedCache.delete(sessionId)
+      else parsedCache.set(sessionId, { tail, parsed: tail.parsed })
+    }
 
     const storage =
       (file: string, what: string) =>
@@ -439,6 +474,7 @@ const make = (options: TranscriptOptions) =>
           cached !== undefined &&
           cached.endOffset === tail.endOffset
         ) {
+          parsedCache.get(s.sessionId)
           return Effect.succeed<ParsedTranscript>(cached)
         }
         return fs.readFile(s.path).pipe(
@@ -453,6 +489,7 @@ const make = (options: TranscriptOptions) =>
                 problems: parsed.problems,
                 endOffset: bytes.length
               }
+              cacheParsed(s.sessionId, now)
             }
             return parsed
           }),
@@ -558,6 +595,7 @@ const make = (options: TranscriptOptions) =>
     const drop = (s: Session, lease: Lease): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (s.lease === lease) s.lease = undefined
+        parsedCache.delete(s.sessionId)
         return closeFile(lease)
       })
 
@@ -586,6 +624,7 @@ const make = (options: TranscriptOptions) =>
         const lease = s.lease
         if (lease === undefined) return
         s.lease = undefined
+        parsedCache.delete(s.sessionId)
         yield* closeFile(lease)
         if (lease.tail !== undefined && !lease.tail.dirty) yield* saveResume(s, lease.tail)
         const current = yield* readLock(s).pipe(Effect.orElseSucceed(() => Option.none()))
@@ -661,6 +700,7 @@ const make = (options: TranscriptOptions) =>
           // Seen missing under the lease just now: no stat before the first append, nothing to parse.
           lease.verifiedAt = now
           tail.parsed = { header: undefined, lines: [], problems: [], endOffset: 0 }
+          cacheParsed(s.sessionId, tail)
         }
         return lease
       })
@@ -744,6 +784,7 @@ const make = (options: TranscriptOptions) =>
           tail.torn = undefined
           tail.dirty = false
           tail.parsed = undefined
+          cacheParsed(s.sessionId, tail)
         }),
         Effect.mapError(storage(s.path, "cannot truncate"))
       )
@@ -786,6 +827,7 @@ const make = (options: TranscriptOptions) =>
           dropped.add(s.sessionId)
           tail = yield* load(s)
           lease.tail = tail
+          parsedCache.delete(s.sessionId)
         } else if (!tail.dirty && size > tail.endOffset) {
           const bytes = yield* readFrom(s.path, tail.endOffset).pipe(
             Effect.mapError(storage(s.path, "cannot read"))
@@ -849,6 +891,7 @@ const make = (options: TranscriptOptions) =>
           tail.size = tail.endOffset
           tail.missing = false
           if (cache !== undefined) cache.endOffset = tail.endOffset
+          cacheParsed(s.sessionId, tail)
         })
       )
     }
@@ -1078,7 +1121,20 @@ const make = (options: TranscriptOptions) =>
         Effect.withSpan(name, { attributes: { "session.id": sessionId }, captureStackTrace: false })
       )
 
+    /** What the parsed-transcript cache holds (for tests and the soak benchmark). */
+    const cacheStats: Effect.Effect<CacheStats> = Effect.sync(() => {
+      let leases = 0
+      for (const s of sessions.values()) if (s.lease !== undefined) leases++
+      return {
+        sessions: parsedCache.size,
+        bytes: parsedCache.weight,
+        evictions: parsedCache.evictions,
+        leases
+      }
+    })
+
     return {
+      cacheStats,
       append: (sessionId: string, entries: ReadonlyArray<NewEntry>, appendOptions?: AppendOptions) =>
         timed("converge.transcript.append", sessionId, append(sessionId, entries, appendOptions)),
       appendCompaction: (sessionId: string, request: CompactionRequest) =>

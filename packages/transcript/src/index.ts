@@ -44,10 +44,12 @@ export {
 export {
   type Appended,
   type AppendOptions,
+  type CacheStats,
   type CompactionAppended,
   type CompactionBuild,
   type CompactionRequest,
   type NewEntry,
+  PARSED_BYTES_PER_FILE_BYTE,
   Transcript,
   type TranscriptOptions,
   type TranscriptRead
