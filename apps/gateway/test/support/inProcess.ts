@@ -110,6 +110,7 @@ export const startStubbed = async (
     sessions: Effect.succeed([]),
     beginShutdown: Effect.void,
     running: Effect.succeed(0),
+    idempotencyKeys: Effect.succeed(0),
     ...options.runner
   })
   const events = LifecycleEvents.Default.pipe(Layer.provide(RunnerConfig.layer(config)))
