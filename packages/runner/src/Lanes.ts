@@ -4,7 +4,7 @@
  * A lane is released on every outcome, interruption included.
  */
 import { Deferred, Effect, Exit, FiberId } from "effect"
-import { LaneFull, Metrics } from "@converge/domain"
+import { LaneFull, Metrics, Tracing } from "@converge/domain"
 import { RunnerConfig } from "./RunnerConfig.js"
 
 interface Lane {
@@ -91,10 +91,7 @@ export class Lanes extends Effect.Service<Lanes>()("converge/Lanes", {
             )
           )
         }).pipe(
-          Effect.withSpan("converge.turn.lane_wait", {
-            attributes: { "session.key": key },
-            captureStackTrace: false
-          }),
+          Tracing.withSpan("converge.turn.lane_wait", { attributes: { "session.key": key } }),
           Effect.zipRight(restore(effect).pipe(Effect.ensuring(release(key))))
         )
       )

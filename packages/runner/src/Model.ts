@@ -13,7 +13,8 @@ import {
   isTransient,
   ModelError,
   SUMMARY_PROMPT_PREFIX,
-  type TranscriptEntry
+  type TranscriptEntry,
+  Tracing
 } from "@converge/domain"
 
 /** A model's answer with the usage it reported. */
@@ -99,7 +100,7 @@ const answer = (messages: ReadonlyArray<Prompt.Message>, purpose: Purpose) =>
     Effect.mapError(classify),
     Effect.tapError((e) => Metric.increment(Metrics.modelErrorsBy(errorKind(e)))),
     Effect.ensuring(Metric.increment(Metrics.modelCallsBy(purpose))),
-    Effect.withSpan("converge.model.call", { attributes: { purpose }, captureStackTrace: false })
+    Tracing.withSpan("converge.model.call", { attributes: { purpose } })
   )
 
 /** Asks the model to answer the context. */

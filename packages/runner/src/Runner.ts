@@ -47,7 +47,8 @@ import {
   type TurnOutcome,
   type TurnResult,
   TurnStarted,
-  UsageObserved
+  UsageObserved,
+  Tracing
 } from "@converge/domain"
 import { Transcript } from "@converge/transcript"
 import { type CompactionHandle, CompactionSupervisor } from "./CompactionSupervisor.js"
@@ -194,16 +195,13 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         progress.compactionState = Exit.isSuccess(result.value) ? "completed" : "failed"
         return true
       }).pipe(
-        Effect.withSpan("converge.turn.compaction_wait", {
-          attributes: { "compaction.id": handle.compactionId },
-          captureStackTrace: false
+        Tracing.withSpan("converge.turn.compaction_wait", {
+          attributes: { "compaction.id": handle.compactionId }
         })
       )
 
     const contextOf = (sessionId: SessionId) =>
-      transcript
-        .buildContext(sessionId)
-        .pipe(Effect.withSpan("converge.turn.context", { captureStackTrace: false }))
+      transcript.buildContext(sessionId).pipe(Tracing.withSpan("converge.turn.context"))
 
     const callModel = (summary: string | undefined, entries: Parameters<typeof Model.reply>[1]) =>
       Model.reply(summary, entries).pipe(
@@ -370,10 +368,10 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         const submittedAt = yield* Clock.currentTimeMillis
         const deadline = submittedAt + timeoutMs
         const initial = yield* ensureSession(key)
-        const span = yield* Effect.orDie(Effect.currentSpan)
-        span.attribute("run.id", runId)
-        span.attribute("session.id", initial.sessionId)
-        span.attribute("turn.timeout_ms", timeoutMs)
+        const span = yield* Tracing.currentSpan
+        Tracing.attribute(span, "run.id", runId)
+        Tracing.attribute(span, "session.id", initial.sessionId)
+        Tracing.attribute(span, "turn.timeout_ms", timeoutMs)
         const progress: Progress = {
           session: undefined,
           lastSeq: -1,
@@ -409,18 +407,18 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         return yield* Deferred.await(result)
       }).pipe(
         Effect.tapError((e) => Metric.increment(Metrics.turnsRefusedBy(e._tag))),
-        Effect.withSpan("converge.turn", { attributes: { "session.key": key }, captureStackTrace: false })
+        Tracing.withSpan("converge.turn", { attributes: { "session.key": key } })
       )
 
     /** Records how a turn ended on its span and in the turn metrics. */
-    const observe = (span: Tracer.Span, result: TurnResult, submittedAt: number) =>
+    const observe = (span: Option.Option<Tracer.Span>, result: TurnResult, submittedAt: number) =>
       Effect.gen(function* () {
-        span.attribute("outcome", result.outcome)
-        if (result.timeout !== undefined) span.attribute("timeout", result.timeout)
+        Tracing.attribute(span, "outcome", result.outcome)
+        if (result.timeout !== undefined) Tracing.attribute(span, "timeout", result.timeout)
         if (result.compaction.compactionId !== undefined) {
-          span.attribute("compaction.id", result.compaction.compactionId)
+          Tracing.attribute(span, "compaction.id", result.compaction.compactionId)
         }
-        span.attribute("compaction.state", result.compaction.state)
+        Tracing.attribute(span, "compaction.state", result.compaction.state)
         yield* Metric.increment(Metrics.turnsBy(`${result.outcome}/${result.timeout ?? "none"}`))
         yield* Metric.update(Metrics.turnDuration, (yield* Clock.currentTimeMillis) - submittedAt)
       })
@@ -542,9 +540,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           tokensAfter: outcome.tokensAfter,
           status: st
         } satisfies CompactResult
-      }).pipe(
-        Effect.withSpan("converge.compact", { attributes: { "session.key": key }, captureStackTrace: false })
-      )
+      }).pipe(Tracing.withSpan("converge.compact", { attributes: { "session.key": key } }))
 
     /** Cancels the running compaction of `key` (before its commit) and answers its status. */
     const cancelCompaction = (

@@ -4,7 +4,7 @@
  * lives in the layer's scope.
  */
 import type { FileSystem, Path } from "@effect/platform"
-import { Metrics, type SessionEntry, type StorageError, type StoreCorrupt } from "@converge/domain"
+import { Metrics, type SessionEntry, type StorageError, type StoreCorrupt, Tracing } from "@converge/domain"
 import {
   Clock,
   Duration,
@@ -150,7 +150,7 @@ const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, 
         const snap = snapshot.value
         const persisted = yield* backend.persist(snap.entries, snap.dirty).pipe(
           Metric.trackDuration(flushDurationMs),
-          Effect.withSpan("converge.store.flush", { captureStackTrace: false }),
+          Tracing.withSpan("converge.store.flush"),
           Effect.onError(() =>
             Ref.update(state, (s) => ({
               ...s,

@@ -11,7 +11,8 @@ import {
   SessionId,
   SessionLeased,
   StorageError,
-  type TranscriptEntry
+  type TranscriptEntry,
+  Tracing
 } from "@converge/domain"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
@@ -1118,7 +1119,7 @@ const make = (options: TranscriptOptions) =>
     const timed = <A, E>(name: string, sessionId: string, effect: Effect.Effect<A, E>) =>
       effect.pipe(
         Metric.trackDuration(appendDurationMs),
-        Effect.withSpan(name, { attributes: { "session.id": sessionId }, captureStackTrace: false })
+        Tracing.withSpan(name, { attributes: { "session.id": sessionId } })
       )
 
     /** What the parsed-transcript cache holds (for tests and the soak benchmark). */
