@@ -233,7 +233,8 @@ export const demo = (options: {
           SessionLeased: (e) => Effect.fail(CliError.of(e.message)),
           SessionUnavailable: (e) => Effect.fail(CliError.of(e.message)),
           InvalidSessionKey: (e) => Effect.fail(CliError.of(e.message)),
-          ShuttingDown: (e) => Effect.fail(CliError.of(e.message))
+          ShuttingDown: (e) => Effect.fail(CliError.of(e.message)),
+          Overloaded: (e) => Effect.fail(CliError.of(e.message))
         })
       )
       yield* out.line("")

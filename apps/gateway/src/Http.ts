@@ -5,12 +5,14 @@
 import { createServer, type Server } from "node:http"
 import {
   HttpApiBuilder,
+  HttpApp,
   HttpApiSwagger,
   HttpMiddleware,
   HttpRouter,
   HttpServer,
   HttpServerError,
-  HttpServerRequest
+  HttpServerRequest,
+  HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Clock, Context, Effect, Exit, Layer, Schema, Stream } from "effect"
@@ -38,6 +40,26 @@ export const ApiLive = HttpApiBuilder.api(GatewayApi).pipe(
 
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)/
 
+const utf8 = new TextDecoder()
+
+/**
+ * A 503 says when to come back: `Retry-After` in whole seconds, from an `Overloaded` answer's
+ * `retryAfterMs` (rounded up), 1 s for the others (shutting down).
+ */
+export const withRetryAfter = (response: HttpServerResponse.HttpServerResponse) => {
+  if (response.status !== 503 || response.headers["retry-after"] !== undefined) return response
+  let ms = 1000
+  if (response.body._tag === "Uint8Array") {
+    try {
+      const body = JSON.parse(utf8.decode(response.body.body)) as { readonly retryAfterMs?: unknown }
+      if (typeof body.retryAfterMs === "number" && Number.isFinite(body.retryAfterMs)) ms = body.retryAfterMs
+    } catch {
+      // Not JSON: the default stands.
+    }
+  }
+  return HttpServerResponse.setHeader(response, "retry-after", String(Math.max(1, Math.ceil(ms / 1000))))
+}
+
 /** One log line per request (method, path, status, duration, session key), counted as in flight. */
 const requestLog = HttpMiddleware.make((app) =>
   Effect.gen(function* () {
@@ -46,6 +68,8 @@ const requestLog = HttpMiddleware.make((app) =>
     const started = yield* Clock.currentTimeMillis
     const path = pathOf(request.url)
     const key = SESSION_PATH.exec(path)?.[1]
+    // The response is written before a middleware sees it: the header goes in a pre-response handler.
+    yield* HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(withRetryAfter(response)))
     const exit = yield* shutdown.track(Effect.exit(app))
     const status = Exit.isSuccess(exit) ? exit.value.status : Cause.isInterruptedOnly(exit.cause) ? 499 : 500
     yield* Effect.logInfo(`${request.method} ${path} ${status}`).pipe(
@@ -71,13 +95,36 @@ export const HttpLive = HttpApiBuilder.serve(requestLog).pipe(
   Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384 }))
 )
 
+/**
+ * The Node server's limits, set for bursts (docs/admission.md): a burst of thousands of
+ * connections waits in the kernel's accept queue (`backlog`, capped by `net.core.somaxconn`)
+ * instead of being reset; a request must send its headers within `headersTimeout` and its
+ * whole request within `requestTimeout`; an idle keep-alive connection is closed after
+ * `keepAliveTimeout`, longer than the 60 s idle timeout load balancers commonly use, so a
+ * balancer does not send on a connection the gateway is closing.
+ */
+export const serverLimits = {
+  backlog: 4096,
+  headersTimeout: 60_000,
+  requestTimeout: 120_000,
+  keepAliveTimeout: 65_000
+} as const
+
 /** A Node HTTP server bound to the configured host and port. */
 const serverLayer = (settings: Settings.GatewaySettings) =>
   Layer.unwrapEffect(
     Effect.sync(() => {
-      const server = createServer()
+      const server = createServer({
+        headersTimeout: serverLimits.headersTimeout,
+        requestTimeout: serverLimits.requestTimeout,
+        keepAliveTimeout: serverLimits.keepAliveTimeout
+      })
       return Layer.merge(
-        NodeHttpServer.layer(() => server, { host: settings.config.host, port: settings.config.port }),
+        NodeHttpServer.layer(() => server, {
+          host: settings.config.host,
+          port: settings.config.port,
+          backlog: serverLimits.backlog
+        }),
         Layer.succeed(NodeServer, server)
       )
     })

@@ -37,7 +37,9 @@ const values = {
   leaseMs: Positive(2_147_483_647),
   cacheSessions: Schema.Int.pipe(Schema.between(0, 10_000_000)),
   cacheMb: Schema.Int.pipe(Schema.between(0, 1_000_000)),
-  idempotencyKeys: Positive(100_000_000)
+  idempotencyKeys: Positive(100_000_000),
+  admissionMs: Millis,
+  maxTurns: Positive(100_000_000)
 }
 
 /** The decoded configuration. */
@@ -69,7 +71,9 @@ export const defaults: Config = {
   leaseMs: 10_000,
   cacheSessions: 1000,
   cacheMb: 32,
-  idempotencyKeys: 10_000
+  idempotencyKeys: 10_000,
+  admissionMs: 1000,
+  maxTurns: 10_000
 }
 
 type Key = keyof Config
@@ -97,7 +101,9 @@ export const envVariables: { readonly [K in Key]: string } = {
   leaseMs: "CONVERGE_LEASE_MS",
   cacheSessions: "CONVERGE_CACHE_SESSIONS",
   cacheMb: "CONVERGE_CACHE_MB",
-  idempotencyKeys: "CONVERGE_IDEMPOTENCY_KEYS"
+  idempotencyKeys: "CONVERGE_IDEMPOTENCY_KEYS",
+  admissionMs: "CONVERGE_ADMISSION_MS",
+  maxTurns: "CONVERGE_MAX_TURNS"
 }
 
 const numericKeys = new Set<Key>(
@@ -111,7 +117,8 @@ const atLeastOne = new Set<Key>([
   "contextWindow",
   "eventBufferSize",
   "leaseMs",
-  "idempotencyKeys"
+  "idempotencyKeys",
+  "maxTurns"
 ])
 
 const describe = (key: Key): string => {

@@ -81,6 +81,18 @@ export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDo
   static readonly status = 503
 }
 
+/**
+ * The runtime cannot take another turn now: the turns already admitted would not be done within
+ * the admission budget (`CONVERGE_ADMISSION_MS`), or `CONVERGE_MAX_TURNS` are in flight. Nothing
+ * was run or written; retry after `retryAfterMs`. (503 with `Retry-After`)
+ */
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
+  message: Schema.String,
+  retryAfterMs: Schema.Int
+}) {
+  static readonly status = 503
+}
+
 /** The model call failed. */
 export class ModelError extends Schema.TaggedError<ModelError>()("ModelError", {
   message: Schema.String,

@@ -48,6 +48,10 @@ export const compactionJoins = counter(
 export const laneWaiting = Metric.gauge("converge_lane_waiting", {
   description: "Turns queued behind a running turn, over all lanes"
 })
+/** Turns admitted and not yet ended (admission control counts these against its bound). */
+export const turnsInFlight = Metric.gauge("converge_turns_in_flight", {
+  description: "Turns admitted and not yet ended, over all sessions"
+})
 /** Sessions with a turn running. */
 export const lanesBusy = Metric.gauge("converge_lanes_busy", { description: "Lanes with a turn running" })
 /** One write of `sessions.json` (temp file, fsync, rename). */
@@ -125,11 +129,11 @@ export const registerAll: Effect.Effect<void> = Effect.sync(() => {
     compactionJoinsBy(reason).unsafeUpdate(0, [])
   }
   for (const m of [lateCompletions, storeFlushBytes, resyncs]) m.unsafeUpdate(0, [])
-  for (const m of [laneWaiting, lanesBusy, sseSubscribers]) m.unsafeValue([])
+  for (const m of [laneWaiting, lanesBusy, turnsInFlight, sseSubscribers]) m.unsafeValue([])
   for (const m of [turnDuration, compactionDuration, storeFlushDuration, transcriptAppendDuration]) {
     m.unsafeValue([])
   }
   for (const purpose of ["reply", "summary"]) modelCallsBy(purpose).unsafeUpdate(0, [])
   for (const kind of ["context_overflow", "transient", "permanent"]) modelErrorsBy(kind).unsafeUpdate(0, [])
-  turnsRefusedBy("LaneFull").unsafeUpdate(0, [])
+  for (const reason of ["LaneFull", "Overloaded"]) turnsRefusedBy(reason).unsafeUpdate(0, [])
 })

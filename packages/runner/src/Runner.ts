@@ -28,6 +28,7 @@ import {
   type ErrorInfo,
   InvalidSessionKey,
   type LaneFull,
+  Overloaded,
   makeRunId,
   makeSessionId,
   isSessionKey,
@@ -51,6 +52,7 @@ import {
   Tracing
 } from "@converge/domain"
 import { Transcript } from "@converge/transcript"
+import { AdmissionControl } from "./Admission.js"
 import { type CompactionHandle, CompactionSupervisor } from "./CompactionSupervisor.js"
 import { type Deadline, makeDeadlines } from "./Deadlines.js"
 import { Lanes } from "./Lanes.js"
@@ -79,7 +81,13 @@ export interface CompactOptions {
 }
 
 /** Errors a turn answers with instead of a `TurnResult`. */
-export type TurnError = LaneFull | SessionLeased | SessionUnavailable | InvalidSessionKey | ShuttingDown
+export type TurnError =
+  | LaneFull
+  | SessionLeased
+  | SessionUnavailable
+  | InvalidSessionKey
+  | ShuttingDown
+  | Overloaded
 
 type CompactionState = TurnResult["compaction"]["state"]
 
@@ -92,6 +100,8 @@ interface Progress {
   committed: TurnDraft | undefined
   /** Set when the turn's deadline came before its body ended. */
   timedOut: boolean
+  /** Ms spent waiting on the model and on compactions (for admission control). */
+  waitedMs: number
 }
 
 /** How a turn ended, before its status is attached. */
@@ -126,6 +136,10 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       string,
       { readonly result: Deferred.Deferred<TurnResult, TurnError>; readonly at: number }
     >({ maxEntries: config.idempotencyKeys })
+    const admission = new AdmissionControl(
+      { maxTurns: config.maxTurns, budgetMs: config.admissionMs },
+      yield* Clock.currentTimeMillis
+    )
     let shuttingDown = false
     const threshold = config.contextWindow - config.reserveTokens
 
@@ -203,6 +217,17 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     const contextOf = (sessionId: SessionId) =>
       transcript.buildContext(sessionId).pipe(Tracing.withSpan("converge.turn.context"))
 
+    /** Runs `effect`, adding the time it took to what the turn waited on others. */
+    const waiting = <A, E>(progress: Progress, effect: Effect.Effect<A, E>) =>
+      Effect.flatMap(Clock.currentTimeMillis, (t0) =>
+        Effect.ensuring(
+          effect,
+          Effect.map(Clock.currentTimeMillis, (t1) => {
+            progress.waitedMs += t1 - t0
+          })
+        )
+      )
+
     const callModel = (summary: string | undefined, entries: Parameters<typeof Model.reply>[1]) =>
       Model.reply(summary, entries).pipe(
         Effect.retry({
@@ -235,21 +260,21 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         const running = Option.getOrUndefined(yield* supervisor.inFlight(sessionId))
         const handle = context.tokens > threshold ? (yield* supervisor.start(s, "threshold")).handle : running
         if (handle !== undefined) {
-          const settled = yield* waitForCompaction(handle, deadline, progress)
+          const settled = yield* waiting(progress, waitForCompaction(handle, deadline, progress))
           context = yield* contextOf(sessionId)
           if (!settled && context.tokens > threshold) {
             return { outcome: "timed_out", timeout: "compactionWait" } satisfies TurnDraft
           }
         }
 
-        let answer = yield* callModel(context.summary, context.entries).pipe(Effect.either)
+        let answer = yield* waiting(progress, callModel(context.summary, context.entries)).pipe(Effect.either)
         if (Either.isLeft(answer) && answer.left._tag === "ContextOverflow") {
           // Compact and retry once.
           const started = yield* supervisor.start(s, "overflow")
-          const settled = yield* waitForCompaction(started.handle, deadline, progress)
+          const settled = yield* waiting(progress, waitForCompaction(started.handle, deadline, progress))
           if (!settled) return { outcome: "timed_out", timeout: "compactionWait" } satisfies TurnDraft
           context = yield* contextOf(sessionId)
-          answer = yield* callModel(context.summary, context.entries).pipe(Effect.either)
+          answer = yield* waiting(progress, callModel(context.summary, context.entries)).pipe(Effect.either)
         }
         if (Either.isLeft(answer)) {
           return { outcome: "failed", error: errorInfo(answer.left) } satisfies TurnDraft
@@ -367,6 +392,51 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         const runId = makeRunId()
         const submittedAt = yield* Clock.currentTimeMillis
         const deadline = submittedAt + timeoutMs
+        const decision = admission.admit(submittedAt, timeoutMs)
+        if (!decision.admitted) {
+          return yield* Effect.fail(
+            new Overloaded({
+              message: `overloaded (${decision.reason === "maxTurns" ? `${config.maxTurns} turns in flight` : `the turns in flight would not end within ${config.admissionMs} ms`}): retry after ${decision.retryAfterMs} ms`,
+              retryAfterMs: decision.retryAfterMs
+            })
+          )
+        }
+        yield* Metric.set(Metrics.turnsInFlight, admission.turnsInFlight)
+        // From here the admission is released exactly once: by the turn's fiber once it is
+        // forked, or here if the turn fails before that.
+        const handover = { forked: false }
+        const released = (waitedMs: number) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            admission.release(now, waitedMs)
+            return Metric.set(Metrics.turnsInFlight, admission.turnsInFlight)
+          })
+        return yield* admitted(
+          key,
+          message,
+          runId,
+          timeoutMs,
+          submittedAt,
+          deadline,
+          handover,
+          released
+        ).pipe(Effect.onExit(() => (handover.forked ? Effect.void : released(0))))
+      }).pipe(
+        Effect.tapError((e) => Metric.increment(Metrics.turnsRefusedBy(e._tag))),
+        Tracing.withSpan("converge.turn", { attributes: { "session.key": key } })
+      )
+
+    /** The part of a turn after its admission. */
+    const admitted = (
+      key: string,
+      message: string,
+      runId: string,
+      timeoutMs: number,
+      submittedAt: number,
+      deadline: number,
+      handover: { forked: boolean },
+      released: (waitedMs: number) => Effect.Effect<void>
+    ): Effect.Effect<TurnResult, TurnError> =>
+      Effect.gen(function* () {
         const initial = yield* ensureSession(key)
         const span = yield* Tracing.currentSpan
         Tracing.attribute(span, "run.id", runId)
@@ -378,7 +448,8 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           compaction: undefined,
           compactionState: "none",
           committed: undefined,
-          timedOut: false
+          timedOut: false,
+          waitedMs: 0
         }
         const result = yield* Deferred.make<TurnResult, TurnError>()
         // The turn's fiber: the lane and the body run interruptibly, so the deadline can stop
@@ -401,14 +472,18 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
             const settled = yield* Effect.exit(settle(key, runId, progress, initial, ended))
             if (Exit.isSuccess(settled)) yield* observe(span, settled.value, submittedAt)
             yield* Deferred.done(result, settled)
+          }).pipe(Effect.ensuring(Effect.suspend(() => released(progress.waitedMs))))
+        )
+        // Forked and handed over at once, so the admission is released once, by the fiber.
+        // (The fork itself is uninterruptible; the fiber runs interruptibly, as before.)
+        yield* Effect.uninterruptible(
+          Effect.suspend(() => {
+            handover.forked = true
+            return FiberSet.run(turns, Effect.interruptible(work))
           })
         )
-        yield* FiberSet.run(turns, work)
         return yield* Deferred.await(result)
-      }).pipe(
-        Effect.tapError((e) => Metric.increment(Metrics.turnsRefusedBy(e._tag))),
-        Tracing.withSpan("converge.turn", { attributes: { "session.key": key } })
-      )
+      })
 
     /** Records how a turn ended on its span and in the turn metrics. */
     const observe = (span: Option.Option<Tracer.Span>, result: TurnResult, submittedAt: number) =>
@@ -601,6 +676,9 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     /** How many idempotency keys are remembered. */
     const idempotencyKeys = Effect.sync(() => claimed.size)
 
+    /** The admission controller's state: turns in flight, measured capacity, the bound now. */
+    const admissionStats = Effect.map(Clock.currentTimeMillis, (now) => admission.stats(now))
+
     return {
       turn,
       compact,
@@ -609,6 +687,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       beginShutdown,
       running,
       idempotencyKeys,
+      admission: admissionStats,
       status: status.get,
       sessions: status.list
     } as const

@@ -1,3 +1,4 @@
+export * from "./Admission.js"
 export * from "./CompactionSupervisor.js"
 export * from "./Compactor.js"
 export * from "./cutPoint.js"

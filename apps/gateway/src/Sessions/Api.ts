@@ -8,6 +8,7 @@ import {
   CompactResult,
   InvalidSessionKey,
   LaneFull,
+  Overloaded,
   SessionKey,
   SessionLeased,
   SessionNotFound,
@@ -53,6 +54,7 @@ export class SessionsApi extends HttpApiGroup.make("sessions")
       .addSuccess(TurnResult)
       .addError(InvalidSessionKey, { status: InvalidSessionKey.status })
       .addError(LaneFull, { status: LaneFull.status })
+      .addError(Overloaded, { status: Overloaded.status })
       .addError(SessionLeased, { status: SessionLeased.status })
       .addError(SessionUnavailable, { status: SessionUnavailable.status })
   )

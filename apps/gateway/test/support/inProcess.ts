@@ -111,6 +111,14 @@ export const startStubbed = async (
     beginShutdown: Effect.void,
     running: Effect.succeed(0),
     idempotencyKeys: Effect.succeed(0),
+    admission: Effect.succeed({
+      inFlight: 0,
+      capacity: undefined,
+      limit: 1,
+      externalMs: 0,
+      admitted: 0,
+      refused: 0
+    }),
     ...options.runner
   })
   const events = LifecycleEvents.Default.pipe(Layer.provide(RunnerConfig.layer(config)))
