@@ -77,7 +77,9 @@ export class AdmissionControl {
   /** The in-flight bound of `budgetMs` (or of this turn's own timeout, when shorter). */
   private limitFor(timeoutMs: number): number {
     if (this.settings.budgetMs === 0) return this.settings.maxTurns
-    const budget = Math.min(this.settings.budgetMs, timeoutMs)
+    // A turn admitted at the bound starts within the budget and must still have time to run:
+    // at most half its own timeout is spent waiting to start.
+    const budget = Math.min(this.settings.budgetMs, timeoutMs / 2)
     const byBudget =
       this.capacity === undefined
         ? this.initialTurns
@@ -93,12 +95,10 @@ export class AdmissionControl {
     const rate = (this.completions * 1000) / elapsed
     if (this.capacity === undefined) {
       if (this.saturated && this.completions > 0) this.capacity = rate
-    } else if (rate > this.capacity) {
-      // Demand met more than the estimate: the runner can do at least that.
-      this.capacity = rate
-    } else if (this.saturated) {
-      // Saturated and slower than the estimate: the runner got slower (a slower disk, a
-      // heavier model); follow it down, smoothly.
+    } else if (this.saturated || rate > this.capacity) {
+      // Saturated, the rate is what the runner can do now (a slower disk, a heavier model); a
+      // window that did more than the estimate says it can do at least that. Both smoothly:
+      // completions come in bursts (a lane hands over, a batch of appends lands at once).
       this.capacity = Math.max(1, 0.7 * this.capacity + 0.3 * rate)
     }
     this.windowStart = now
@@ -132,10 +132,15 @@ export class AdmissionControl {
     return { admitted: false, retryAfterMs: Math.max(this.windowMs, Math.min(60_000, drainMs)), reason }
   }
 
-  /** An admitted turn ended (whatever its outcome), having waited `externalMs` on others. */
-  release(now: number, externalMs = 0): void {
+  /**
+   * An admitted turn ended, having waited `externalMs` on others. Only a turn that was
+   * `served` (it ran to its end, not stopped by its deadline) counts as work done: turns
+   * timing out together would otherwise read as a burst of capacity.
+   */
+  release(now: number, externalMs = 0, served = true): void {
     this.roll(now)
     if (this.inFlight > 0) this.inFlight--
+    if (!served) return
     this.completions++
     this.externalMs += 0.1 * (externalMs - this.externalMs)
   }

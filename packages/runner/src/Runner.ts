@@ -405,9 +405,9 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         // From here the admission is released exactly once: by the turn's fiber once it is
         // forked, or here if the turn fails before that.
         const handover = { forked: false }
-        const released = (waitedMs: number) =>
+        const released = (waitedMs: number, served: boolean) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) => {
-            admission.release(now, waitedMs)
+            admission.release(now, waitedMs, served)
             return Metric.set(Metrics.turnsInFlight, admission.turnsInFlight)
           })
         return yield* admitted(
@@ -419,7 +419,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           deadline,
           handover,
           released
-        ).pipe(Effect.onExit(() => (handover.forked ? Effect.void : released(0))))
+        ).pipe(Effect.onExit(() => (handover.forked ? Effect.void : released(0, false))))
       }).pipe(
         Effect.tapError((e) => Metric.increment(Metrics.turnsRefusedBy(e._tag))),
         Tracing.withSpan("converge.turn", { attributes: { "session.key": key } })
@@ -434,7 +434,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       submittedAt: number,
       deadline: number,
       handover: { forked: boolean },
-      released: (waitedMs: number) => Effect.Effect<void>
+      released: (waitedMs: number, served: boolean) => Effect.Effect<void>
     ): Effect.Effect<TurnResult, TurnError> =>
       Effect.gen(function* () {
         const initial = yield* ensureSession(key)
@@ -472,7 +472,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
             const settled = yield* Effect.exit(settle(key, runId, progress, initial, ended))
             if (Exit.isSuccess(settled)) yield* observe(span, settled.value, submittedAt)
             yield* Deferred.done(result, settled)
-          }).pipe(Effect.ensuring(Effect.suspend(() => released(progress.waitedMs))))
+          }).pipe(Effect.ensuring(Effect.suspend(() => released(progress.waitedMs, !progress.timedOut))))
         )
         // Forked and handed over at once, so the admission is released once, by the fiber.
         // (The fork itself is uninterruptible; the fiber runs interruptibly, as before.)

@@ -107,9 +107,25 @@ describe("AdmissionControl", () => {
       control.release(50)
       control.admit(50)
     }
-    // 1,000 turns/s: a budget of 1 s admits 1,000; a turn with a 20 ms timeout only while < 20.
+    // 1,000 turns/s: a budget of 1 s admits 1,000; a turn with a 20 ms timeout may wait half
+    // of it to start, so only while fewer than 10 are in flight.
     expect(control.stats(100).limit).toBe(1000)
-    expect(admitMany(control, 100, 100, 20)).toBe(16)
+    expect(admitMany(control, 100, 100, 20)).toBe(6)
+  })
+
+  it("does not read turns stopped by their deadline as capacity", () => {
+    const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 1000, initialTurns: 10 }, 0)
+    admitMany(control, 10, 0)
+    for (let i = 0; i < 10; i++) {
+      control.release(50)
+      control.admit(50)
+    }
+    expect(control.stats(100).capacity).toBe(100)
+    // 10 turns end served and 500 at once by their deadline, in one window.
+    admitMany(control, 500, 100)
+    for (let i = 0; i < 10; i++) control.release(150)
+    for (let i = 0; i < 500; i++) control.release(150, 0, false)
+    expect(control.stats(200).capacity).toBe(100)
   })
 
   it("always admits one turn, however low the measured capacity", () => {

@@ -6,6 +6,9 @@
 //    turn, each fsynced, as Converge does).
 // 2. On the real clock: how far past turnTimeoutMs (200 ms) turns return while compactions hang,
 //    with 1,000 sessions offering 1,000 turns per second in all and one compaction in ten hanging.
+// 3. Overload: offered 2× and 4× the saturation rate measured in 1 for BENCH_OVERLOAD_SECONDS
+//    (10), open loop, over 1,000 sessions with a 1 s turn timeout: completed turns per second,
+//    how fast a refused turn is refused (Overloaded), how far admitted turns overshoot.
 import { LanguageModel } from "@effect/ai"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer, ManagedRuntime } from "effect"
@@ -24,6 +27,7 @@ import { Telemetry } from "../dist/index.js"
 const SESSIONS = Number(process.env.BENCH_TURN_SESSIONS ?? 1000)
 const TURNS_PER_SESSION = Number(process.env.BENCH_TURNS_PER_SESSION ?? 3)
 const OVERSHOOT_SECONDS = Number(process.env.BENCH_OVERSHOOT_SECONDS ?? 5)
+const OVERLOAD_SECONDS = Number(process.env.BENCH_OVERLOAD_SECONDS ?? 10)
 const root = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), "converge-runner-bench-"))
 const log = (...args) => console.error(...args)
 
@@ -56,7 +60,9 @@ const percentile = (xs, p) => {
 const turnThroughput = async () => {
   const dir = path.join(root, "turns")
   fs.mkdirSync(dir, { recursive: true })
-  const config = { ...defaults, sessionsDir: dir, localReplyMs: 0, localSummaryMs: 0 }
+  // Saturation is measured without admission control (it would refuse the closed loop's
+  // 1,000 turns in flight: they take longer than the 1 s budget to drain).
+  const config = { ...defaults, sessionsDir: dir, localReplyMs: 0, localSummaryMs: 0, admissionMs: 0 }
   const rt = runtimeOf(config, LocalModel.layer({ replyMs: 0, summaryMs: 0 }))
   const runner = await rt.runPromise(Runner)
   const message = "question: lorem ipsum dolor sit amet ".repeat(4)
@@ -158,7 +164,14 @@ const overshoot = async (rate, sessions) => {
     const text = `${s % 10 === 0 ? "HANG " : ""}turn ${i}: ${"lorem ipsum dolor sit amet ".repeat(20)}`
     const start = performance.now()
     pending.push(
-      rt.runPromise(runner.turn(`load:${s}`, text)).then((r) => {
+      rt.runPromiseExit(runner.turn(`load:${s}`, text)).then((exit) => {
+        if (exit._tag === "Failure") {
+          // Refused at admission (past saturation): answered at once, not timed out.
+          const tag = exit.cause._tag === "Fail" ? exit.cause.error._tag : "defect"
+          outcomes[tag] = (outcomes[tag] ?? 0) + 1
+          return
+        }
+        const r = exit.value
         outcomes[r.outcome]++
         if (r.outcome === "timed_out" && r.timeout === "turn")
           overshoots.push(performance.now() - start - 200)
@@ -182,12 +195,77 @@ const overshoot = async (rate, sessions) => {
   }
 }
 
+// --- 3. overload: offered past saturation ----------------------------------------------------------
+const overload = async (rate, sessions) => {
+  const dir = path.join(root, `overload-${rate}`)
+  fs.mkdirSync(dir, { recursive: true })
+  const timeoutMs = 1000
+  const config = {
+    ...defaults,
+    sessionsDir: dir,
+    localReplyMs: 0,
+    localSummaryMs: 0,
+    turnTimeoutMs: timeoutMs
+  }
+  const rt = runtimeOf(config, LocalModel.layer({ replyMs: 0, summaryMs: 0 }))
+  const runner = await rt.runPromise(Runner)
+  const message = "question: lorem ipsum dolor sit amet ".repeat(4)
+  const refusedMs = []
+  const overshoots = []
+  const outcomes = { completed: 0, timed_out: 0, failed: 0, Overloaded: 0, other: 0 }
+  let completedInWindow = 0
+  const pending = []
+  const total = Math.round(rate * OVERLOAD_SECONDS)
+  const t0 = performance.now()
+  const end = t0 + OVERLOAD_SECONDS * 1000
+  let sent = 0
+  // Open loop: every tick sends the turns that are due, whatever came back.
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) * rate) / 1000))
+    for (; sent < due; sent++) {
+      const start = performance.now()
+      pending.push(
+        rt.runPromiseExit(runner.turn(`over:${sent % sessions}`, message)).then((exit) => {
+          const now = performance.now()
+          if (exit._tag === "Success") {
+            outcomes[exit.value.outcome]++
+            if (exit.value.outcome === "completed" && now <= end) completedInWindow++
+            overshoots.push(Math.max(0, now - start - timeoutMs))
+          } else {
+            const tag = exit.cause._tag === "Fail" ? exit.cause.error._tag : "other"
+            if (tag === "Overloaded") {
+              outcomes.Overloaded++
+              refusedMs.push(now - start)
+            } else outcomes.other++
+          }
+        })
+      )
+    }
+    await new Promise((r) => setTimeout(r, 5))
+  }
+  await Promise.all(pending)
+  const stats = await rt.runPromise(runner.admission)
+  await rt.dispose()
+  return {
+    rate,
+    sessions,
+    offered: total,
+    outcomes,
+    completedPerSecond: completedInWindow / OVERLOAD_SECONDS,
+    refusedP99: percentile(refusedMs, 99) ?? Number.NaN,
+    overshootP99: percentile(overshoots, 99) ?? Number.NaN,
+    capacity: stats.capacity
+  }
+}
+
 const main = async () => {
   log(`runner bench in ${root}`)
   const a = await turnThroughput()
   const b = await overshoot(1000, SESSIONS)
   // The same story at a load this machine sustains: each session gets a turn every second.
   const c = await overshoot(100, 100)
+  const overloads = []
+  for (const factor of [2, 4]) overloads.push({ factor, ...(await overload(a.perSecond * factor, SESSIONS)) })
   const ratio = a.perSecond / a.plainPerSecond
   console.log("")
   console.log(`| runner measure | Converge | plain | ratio | target |`)
@@ -197,10 +275,16 @@ const main = async () => {
   )
   for (const o of [b, c]) {
     console.log(
-      `| overshoot past a 200 ms turn timeout, p50 / p99 (${o.timedOut} timed-out turns of ${o.offered} offered at ${o.rate}/s over ${o.sessions} sessions, 1 compaction in 10 hanging) | ${o.p50.toFixed(2)} ms / ${o.p99.toFixed(2)} ms | — | — | p99 < 5 ms |`
+      `| overshoot past a 200 ms turn timeout, p50 / p99 (${o.timedOut} timed-out turns of ${o.offered} offered at ${o.rate}/s over ${o.sessions} sessions, ${o.outcomes.Overloaded ?? 0} refused, 1 compaction in 10 hanging) | ${o.p50.toFixed(2)} ms / ${o.p99.toFixed(2)} ms | — | — | p99 < 5 ms |`
+    )
+  }
+  for (const o of overloads) {
+    console.log(
+      `| offered ${o.factor}× saturation (${o.rate.toFixed(0)}/s for ${OVERLOAD_SECONDS} s over ${o.sessions} sessions, 1 s timeout): completed/s · refused · refusal p99 · admitted overshoot p99 | ${o.completedPerSecond.toFixed(0)}/s (${((o.completedPerSecond / a.perSecond) * 100).toFixed(0)} % of saturation) · ${o.outcomes.Overloaded} of ${o.offered} · ${o.refusedP99.toFixed(2)} ms · ${o.overshootP99.toFixed(2)} ms | — | — | ≥ 90 % · refusal < 5 ms · overshoot p99 < 5 ms |`
     )
   }
   console.log("")
+  log(`overload runs: ${JSON.stringify(overloads)}`)
   log(`overshoot runs: ${JSON.stringify([b, c])}`)
   fs.rmSync(root, { recursive: true, force: true })
 }

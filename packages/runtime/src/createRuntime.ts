@@ -18,10 +18,14 @@ import * as Telemetry from "./Telemetry.js"
 /** An error from the runtime: `name` is its tag (`SessionNotFound`, `LaneFull`, …). */
 export class ConvergeError extends Error {
   readonly _tag: string
+  /** For `Overloaded`: when a retry may be admitted, in ms. */
+  readonly retryAfterMs: number | undefined
   constructor(tag: string, message: string, options?: { readonly cause?: unknown }) {
     super(message, options)
     this._tag = tag
     this.name = tag
+    const retry = (options?.cause as { readonly retryAfterMs?: unknown } | undefined)?.retryAfterMs
+    this.retryAfterMs = typeof retry === "number" ? retry : undefined
   }
 }
 

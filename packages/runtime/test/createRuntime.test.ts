@@ -6,7 +6,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import type { LifecycleEvent } from "@converge/domain"
-import { type ConvergeRuntime, createRuntime, type RuntimeOptions } from "../src/index.js"
+import { ConvergeError, type ConvergeRuntime, createRuntime, type RuntimeOptions } from "../src/index.js"
 
 const dirs: Array<string> = []
 const runtimes: Array<ConvergeRuntime> = []
@@ -119,6 +119,25 @@ describe("createRuntime", () => {
     )
     expect(invalid).toBeInstanceOf(Error)
     expect(invalid).toMatchObject({ name: "InvalidSessionKey" })
+  })
+
+  it("rejects a turn past maxTurns with an Overloaded error that says when to retry", {
+    timeout: 30_000
+  }, async () => {
+    const rt = await start({ ...small, sessionsDir: await tempDir(), maxTurns: 2, localReplyMs: 300 })
+    const settled = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => rt.turn(`over-${i}`, "hi")))
+    const refused = settled.flatMap((s) => (s.status === "rejected" ? [s.reason as unknown] : []))
+    expect(settled.filter((s) => s.status === "fulfilled")).toHaveLength(2)
+    expect(refused).toHaveLength(4)
+    for (const error of refused) {
+      expect(error).toBeInstanceOf(ConvergeError)
+      expect(error).toMatchObject({
+        name: "Overloaded",
+        message: expect.stringContaining("2 turns in flight")
+      })
+      expect((error as ConvergeError).retryAfterMs).toBeGreaterThan(0)
+    }
+    expect((await rt.turn("over-0", "again")).outcome).toBe("completed")
   })
 
   it("rejects a bad option with a ConfigError naming it and its value", async () => {
