@@ -410,80 +410,60 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
             admission.release(now, waitedMs, served)
             return Metric.set(Metrics.turnsInFlight, admission.turnsInFlight)
           })
-        return yield* admitted(
-          key,
-          message,
-          runId,
-          timeoutMs,
-          submittedAt,
-          deadline,
-          handover,
-          released
-        ).pipe(Effect.onExit(() => (handover.forked ? Effect.void : released(0, false))))
+        // The part of a turn after its admission.
+        const admitted = Effect.gen(function* () {
+          const initial = yield* ensureSession(key)
+          const span = yield* Tracing.currentSpan
+          Tracing.attribute(span, "run.id", runId)
+          Tracing.attribute(span, "session.id", initial.sessionId)
+          Tracing.attribute(span, "turn.timeout_ms", timeoutMs)
+          const progress: Progress = {
+            session: undefined,
+            lastSeq: -1,
+            compaction: undefined,
+            compactionState: "none",
+            committed: undefined,
+            timedOut: false,
+            waitedMs: 0
+          }
+          const result = yield* Deferred.make<TurnResult, TurnError>()
+          // The turn's fiber: the lane and the body run interruptibly, so the deadline can stop
+          // them; what follows settles the result whatever happened to them.
+          const work = Effect.uninterruptibleMask((restore) =>
+            Effect.gen(function* () {
+              const due = yield* Effect.withFiberRuntime<Deadline>((fiber) =>
+                deadlines.add(
+                  deadline,
+                  Effect.suspend(() => {
+                    progress.timedOut = true
+                    return Fiber.interruptAsFork(fiber, FiberId.none)
+                  })
+                )
+              )
+              const ended = yield* Effect.exit(
+                restore(lanes.withLane(key, body(key, runId, message, deadline, progress)))
+              )
+              deadlines.cancel(due)
+              const settled = yield* Effect.exit(settle(key, runId, progress, initial, ended))
+              if (Exit.isSuccess(settled)) yield* observe(span, settled.value, submittedAt)
+              yield* Deferred.done(result, settled)
+            }).pipe(Effect.ensuring(Effect.suspend(() => released(progress.waitedMs, !progress.timedOut))))
+          )
+          // Forked and handed over at once, so the admission is released once, by the fiber.
+          // (The fork itself is uninterruptible; the fiber runs interruptibly, as before.)
+          yield* Effect.uninterruptible(
+            Effect.suspend(() => {
+              handover.forked = true
+              return FiberSet.run(turns, Effect.interruptible(work))
+            })
+          )
+          return yield* Deferred.await(result)
+        })
+        return yield* admitted.pipe(Effect.onExit(() => (handover.forked ? Effect.void : released(0, false))))
       }).pipe(
         Effect.tapError((e) => Metric.increment(Metrics.turnsRefusedBy(e._tag))),
         Tracing.withSpan("converge.turn", { attributes: { "session.key": key } })
       )
-
-    /** The part of a turn after its admission. */
-    const admitted = (
-      key: string,
-      message: string,
-      runId: string,
-      timeoutMs: number,
-      submittedAt: number,
-      deadline: number,
-      handover: { forked: boolean },
-      released: (waitedMs: number, served: boolean) => Effect.Effect<void>
-    ): Effect.Effect<TurnResult, TurnError> =>
-      Effect.gen(function* () {
-        const initial = yield* ensureSession(key)
-        const span = yield* Tracing.currentSpan
-        Tracing.attribute(span, "run.id", runId)
-        Tracing.attribute(span, "session.id", initial.sessionId)
-        Tracing.attribute(span, "turn.timeout_ms", timeoutMs)
-        const progress: Progress = {
-          session: undefined,
-          lastSeq: -1,
-          compaction: undefined,
-          compactionState: "none",
-          committed: undefined,
-          timedOut: false,
-          waitedMs: 0
-        }
-        const result = yield* Deferred.make<TurnResult, TurnError>()
-        // The turn's fiber: the lane and the body run interruptibly, so the deadline can stop
-        // them; what follows settles the result whatever happened to them.
-        const work = Effect.uninterruptibleMask((restore) =>
-          Effect.gen(function* () {
-            const due = yield* Effect.withFiberRuntime<Deadline>((fiber) =>
-              deadlines.add(
-                deadline,
-                Effect.suspend(() => {
-                  progress.timedOut = true
-                  return Fiber.interruptAsFork(fiber, FiberId.none)
-                })
-              )
-            )
-            const ended = yield* Effect.exit(
-              restore(lanes.withLane(key, body(key, runId, message, deadline, progress)))
-            )
-            deadlines.cancel(due)
-            const settled = yield* Effect.exit(settle(key, runId, progress, initial, ended))
-            if (Exit.isSuccess(settled)) yield* observe(span, settled.value, submittedAt)
-            yield* Deferred.done(result, settled)
-          }).pipe(Effect.ensuring(Effect.suspend(() => released(progress.waitedMs, !progress.timedOut))))
-        )
-        // Forked and handed over at once, so the admission is released once, by the fiber.
-        // (The fork itself is uninterruptible; the fiber runs interruptibly, as before.)
-        yield* Effect.uninterruptible(
-          Effect.suspend(() => {
-            handover.forked = true
-            return FiberSet.run(turns, Effect.interruptible(work))
-          })
-        )
-        return yield* Deferred.await(result)
-      })
 
     /** Records how a turn ended on its span and in the turn metrics. */
     const observe = (span: Option.Option<Tracer.Span>, result: TurnResult, submittedAt: number) =>

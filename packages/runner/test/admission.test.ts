@@ -16,6 +16,16 @@ const admitMany = (control: AdmissionControl, n: number, now: number, timeoutMs?
   return admitted
 }
 
+/** `n` turns end at `now`, each having waited `externalMs`, and each is replaced; how many were admitted. */
+const turnOver = (control: AdmissionControl, n: number, now: number, externalMs = 0) => {
+  let admitted = 0
+  for (let i = 0; i < n; i++) {
+    control.release(now, externalMs)
+    if (control.admit(now).admitted) admitted++
+  }
+  return admitted
+}
+
 describe("AdmissionControl", () => {
   it("admits initialTurns until a capacity is measured, then refuses with a retry time", () => {
     const control = new AdmissionControl({ maxTurns: 1000, budgetMs: 500, initialTurns: 4 }, 0)
@@ -29,10 +39,7 @@ describe("AdmissionControl", () => {
     const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 500, initialTurns: 10 }, 0)
     expect(admitMany(control, 10, 0)).toBe(10)
     // 20 turns end within the window (each replaced at once): the runner did 200 turns/s.
-    for (let i = 0; i < 20; i++) {
-      control.release(50)
-      expect(control.admit(50).admitted).toBe(true)
-    }
+    expect(turnOver(control, 20, 50)).toBe(20)
     const stats = control.stats(100)
     expect(stats.capacity).toBe(200)
     // 200 turns/s × 0.5 s: 100 may be in flight.
@@ -47,10 +54,7 @@ describe("AdmissionControl", () => {
   it("does not lower capacity in a window where demand, not the runner, was the limit", () => {
     const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 1000, initialTurns: 2 }, 0)
     admitMany(control, 2, 0)
-    for (let i = 0; i < 10; i++) {
-      control.release(10)
-      control.admit(10)
-    }
+    turnOver(control, 10, 10)
     expect(control.stats(100).capacity).toBe(100)
     // A quiet window: one turn ends, nothing waits.
     control.release(150)
@@ -61,10 +65,7 @@ describe("AdmissionControl", () => {
   it("follows a saturated runner down when it gets slower", () => {
     const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 100, initialTurns: 2 }, 0)
     admitMany(control, 2, 0)
-    for (let i = 0; i < 10; i++) {
-      control.release(10)
-      control.admit(10)
-    }
+    turnOver(control, 10, 10)
     expect(control.stats(100).capacity).toBe(100)
     // Now at its bound (10 in flight) and ending only 2 turns per window: 20/s.
     admitMany(control, 8, 100)
@@ -80,10 +81,7 @@ describe("AdmissionControl", () => {
     const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 100, initialTurns: 10 }, 0)
     admitMany(control, 10, 0)
     // Ten turns end in the window, each having waited 1 s on the model.
-    for (let i = 0; i < 10; i++) {
-      control.release(50, 1000)
-      control.admit(50)
-    }
+    turnOver(control, 10, 50, 1000)
     const stats = control.stats(100)
     expect(stats.capacity).toBe(100)
     expect(stats.externalMs).toBeGreaterThan(600)
@@ -103,10 +101,7 @@ describe("AdmissionControl", () => {
   it("bounds a turn by its own timeout when it is shorter than the budget", () => {
     const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 1000, initialTurns: 4 }, 0)
     admitMany(control, 4, 0)
-    for (let i = 0; i < 100; i++) {
-      control.release(50)
-      control.admit(50)
-    }
+    turnOver(control, 100, 50)
     // 1,000 turns/s: a budget of 1 s admits 1,000; a turn with a 20 ms timeout may wait half
     // of it to start, so only while fewer than 10 are in flight.
     expect(control.stats(100).limit).toBe(1000)
@@ -116,10 +111,7 @@ describe("AdmissionControl", () => {
   it("does not read turns stopped by their deadline as capacity", () => {
     const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 1000, initialTurns: 10 }, 0)
     admitMany(control, 10, 0)
-    for (let i = 0; i < 10; i++) {
-      control.release(50)
-      control.admit(50)
-    }
+    turnOver(control, 10, 50)
     expect(control.stats(100).capacity).toBe(100)
     // 10 turns end served and 500 at once by their deadline, in one window.
     admitMany(control, 500, 100)
