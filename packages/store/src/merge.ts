@@ -118,17 +118,24 @@ const snapshotPayload = (s: Snapshot): string =>
     tokensAsOfSeq: s.tokensAsOfSeq
   })
 
-const isEmptySnapshot = (s: Snapshot): boolean =>
-  s.totalTokens === undefined &&
-  s.inputTokens === undefined &&
-  s.outputTokens === undefined &&
-  s.tokensAsOfSeq === undefined &&
-  s.totalTokensFresh === undefined
+/** Whether the snapshot holds a measurement (not only the freshness flag). */
+const isMeasured = (s: Snapshot): boolean =>
+  s.totalTokens !== undefined ||
+  s.inputTokens !== undefined ||
+  s.outputTokens !== undefined ||
+  s.tokensAsOfSeq !== undefined
 
+/**
+ * Snapshots are ordered by: measured at all, `tokensAsOfSeq`, the payload, then the raw
+ * freshness flag; the join is the greater. A snapshot holding only a freshness flag (a
+ * normalized entry that never had tokens) is below every measurement, whatever the payload
+ * order would say.
+ */
 const joinSnapshot = (a: Snapshot, b: Snapshot): Snapshot => {
-  if (isEmptySnapshot(a)) return b
-  if (isEmptySnapshot(b)) return a
-  const c = cmp(a.tokensAsOfSeq ?? -1, b.tokensAsOfSeq ?? -1) || cmp(snapshotPayload(a), snapshotPayload(b))
+  const c =
+    cmp(Number(isMeasured(a)), Number(isMeasured(b))) ||
+    cmp(a.tokensAsOfSeq ?? -1, b.tokensAsOfSeq ?? -1) ||
+    cmp(snapshotPayload(a), snapshotPayload(b))
   if (c > 0) return a
   if (c < 0) return b
   // Same measurement: only the raw freshness flag can differ; join it (absent < false < true).

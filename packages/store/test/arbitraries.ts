@@ -100,7 +100,7 @@ const max = (xs: ReadonlyArray<number | undefined>): number | undefined => {
 /**
  * The owned fields the set `xs` must merge to, computed directly from DESIGN §2.4: the
  * greatest version's group wins; in it maxima, the snapshot with the greatest
- * (`asOfSeq`, payload), the compaction with the greatest (ordinal, payload), the run with the
+ * (measured at all, `asOfSeq`, payload), the compaction with the greatest (ordinal, payload), the run with the
  * greatest (seq, payload); `updatedAt` the max of all; `totalTokensFresh` derived.
  */
 export const referenceModel = (xs: ReadonlyArray<SessionEntry>): Record<string, unknown> => {
@@ -134,7 +134,10 @@ export const referenceModel = (xs: ReadonlyArray<SessionEntry>): Record<string, 
       inputTokens: s.inputTokens,
       outputTokens: s.outputTokens
     })
-  const snapshot = best(snapshots, (s) => [s.tokensAsOfSeq ?? -1, payload(s)])
+  // A snapshot with no measurement (only a freshness flag) is below every measurement.
+  const measured = (s: (typeof snapshots)[number]) =>
+    [s.tokensAsOfSeq, s.totalTokens, s.inputTokens, s.outputTokens].some((v) => v !== undefined) ? 1 : 0
+  const snapshot = best(snapshots, (s) => [measured(s), s.tokensAsOfSeq ?? -1, payload(s)])
   if (snapshot !== undefined) {
     put("tokensAsOfSeq", snapshot.tokensAsOfSeq)
     put("totalTokens", snapshot.totalTokens)

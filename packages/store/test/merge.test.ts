@@ -165,6 +165,23 @@ describe("merge rules (DESIGN §2.4)", () => {
     expect(stale.totalTokensFresh).toBe(true)
   })
 
+  it("a snapshot holding only a freshness flag loses to any measurement, in either order", () => {
+    // Found by the permutation property (seed 1679490322): a normalized entry with a compaction
+    // and no tokens carries totalTokensFresh: false, and its empty payload sorted above a
+    // measurement's, so merging it first dropped the measurement.
+    const tokens: SessionEntry = { sessionId: "s-b", generation: 2, sessionStartedAt: 100, totalTokens: 1000 }
+    const compacted: SessionEntry = {
+      sessionId: "s-b",
+      generation: 2,
+      sessionStartedAt: 100,
+      lastCompaction: { compactionId: "cmp_a", ordinal: 1, at: 1000 }
+    }
+    const normalized = mergeEntries(compacted, compacted)
+    expect(normalized.totalTokensFresh).toBe(false)
+    expect(mergeEntries(normalized, tokens).totalTokens).toBe(1000)
+    expect(mergeEntries(tokens, normalized).totalTokens).toBe(1000)
+  })
+
   it("a snapshot without tokensAsOfSeq counts as −1 and loses to any measurement", () => {
     const openclaw: SessionEntry = {
       sessionId: "s-1",
