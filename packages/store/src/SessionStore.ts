@@ -175,7 +175,7 @@ const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, 
               entries = HashMap.set(entries, key, next)
               found.push({ key, entry: next })
             }
-            for (const [key, mine] of s.entries) {
+            for (const [key, mine] of persisted.complete === false ? [] : s.entries) {
               if (HashMap.has(stored, key)) continue
               const before = HashMap.get(snap.entries, key)
               // Removed by another writer and untouched here since the snapshot.
@@ -296,6 +296,18 @@ export class SessionStore extends Effect.Service<SessionStore>()("converge/Sessi
     SessionStore,
     Effect.map(Effect.orDie(make(memoryBackend)), (shape) => SessionStore.make(shape))
   )
+
+  /** A store over another place that keeps entries (a database: `@converge/postgres`). */
+  static readonly layerBackend = <E, R>(
+    backend: Effect.Effect<Backend, E, R>
+  ): Layer.Layer<SessionStore, E | StorageError, Exclude<R, Scope.Scope>> =>
+    Layer.scoped(
+      SessionStore,
+      backend.pipe(
+        Effect.flatMap(make),
+        Effect.map((shape) => SessionStore.make(shape))
+      )
+    )
 
   /** The embedded default: OpenClaw's `<sessionsDir>/sessions.json`, locked, merged on flush, written atomically. */
   static readonly layerFile = (

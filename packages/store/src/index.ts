@@ -5,3 +5,4 @@
 export * from "./merge.js"
 export * from "./SessionStore.js"
 export { type ParsedSessionsFile, parseSessionsFile, type Unreadable } from "./internal/fileBackend.js"
+export type { Backend, Loaded, Persisted } from "./internal/backend.js"

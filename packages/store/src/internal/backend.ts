@@ -17,6 +17,11 @@ export interface Loaded {
 export interface Persisted {
   /** What is stored now, when it differs from the snapshot given (another writer, a reset); else none. */
   readonly stored: Option.Option<HashMap.HashMap<string, SessionEntry>>
+  /**
+   * Whether `stored` holds every stored key (a whole file), so a key missing from it was
+   * removed; false when it holds only the keys just persisted (a database's returned rows).
+   */
+  readonly complete?: boolean
   /** Whether the file was written. */
   readonly wrote: boolean
   /** Set when the stored file had to be moved aside during this step. */

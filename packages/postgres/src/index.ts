@@ -1,0 +1,7 @@
+/**
+ * @converge/postgres: Converge's state in PostgreSQL (DESIGN §9) — the database layer and
+ * its migrations, and the session store's backend whose merge is one SQL statement.
+ */
+export * as Database from "./Database.js"
+export * from "./PgStore.js"
+export { fromRow, mergeSql, toRow, utf16Key } from "./sessionRow.js"

@@ -1,0 +1,39 @@
+/**
+ * The schema, as `@effect/sql` migrations (`<id>_<name>`): run in order at start-up, each
+ * once per database (recorded in `converge_migrations`).
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect } from "effect"
+
+const sessions = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) => sql`
+    CREATE TABLE IF NOT EXISTS converge_sessions (
+      session_key text PRIMARY KEY,
+      session_id text NOT NULL,
+      session_id_key bytea NOT NULL,
+      generation float8,
+      session_started_at float8,
+      owned_for text,
+      owned_for_key bytea,
+      compaction_count float8,
+      compaction_base float8,
+      snap jsonb,
+      snap_seq float8,
+      snap_key bytea,
+      fresh boolean,
+      last_compaction jsonb,
+      lc_ordinal float8,
+      lc_key bytea,
+      last_run jsonb,
+      run_seq float8,
+      run_key bytea,
+      updated_at float8,
+      unowned jsonb NOT NULL DEFAULT '{}'::jsonb,
+      field_order text[] NOT NULL DEFAULT '{}'
+    )`
+)
+
+export const migrations = {
+  "1_sessions": sessions
+}
