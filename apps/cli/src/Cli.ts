@@ -16,6 +16,7 @@ import { renderRepair, renderSessions, renderStatus } from "./Render.js"
 import { withProgress } from "./Progress.js"
 import { repair, repairDryRun } from "./Repair.js"
 import { openSessionsDir, sessionsDirOf } from "./SessionsDir.js"
+import { exportDir, importDir } from "./Transfer.js"
 
 /** The version `converge --version` prints. */
 export const VERSION = "0.1.0"
@@ -135,6 +136,42 @@ const gateway = Command.make("gateway", { sessionsDir }, (o) =>
   )
 )
 
+const databaseUrl = Options.text("database-url").pipe(
+  Options.withPseudoName("URL"),
+  Options.withDescription("the PostgreSQL database (default: $CONVERGE_DATABASE_URL)"),
+  Options.optional
+)
+
+const importCommand = Command.make("import", { sessionsDir, databaseUrl, json }, (o) =>
+  Effect.gen(function* () {
+    const r = yield* importDir(
+      sessionsDirOf(o.sessionsDir, process.env),
+      Option.getOrUndefined(o.databaseUrl),
+      process.env
+    )
+    if (o.json) return yield* print(r)
+    yield* Console.log(`imported ${r.file}: ${r.merged} entries merged, ${r.changed} rows changed`)
+    for (const u of r.unreadable) yield* Console.log(`  not imported: ${u.problem}`)
+  })
+).pipe(
+  Command.withDescription(
+    "Merges the directory's sessions.json into the database (CONVERGE_DATABASE_URL); idempotent, safe beside running gateways."
+  )
+)
+
+const exportCommand = Command.make("export", { sessionsDir, databaseUrl, json }, (o) =>
+  Effect.gen(function* () {
+    const r = yield* exportDir(
+      sessionsDirOf(o.sessionsDir, process.env),
+      Option.getOrUndefined(o.databaseUrl),
+      process.env
+    )
+    yield* o.json ? print(r) : Console.log(`exported ${r.sessions} sessions to ${r.file}`)
+  })
+).pipe(
+  Command.withDescription("Writes the database's session entries as a new sessions.json in the directory.")
+)
+
 const root = Command.make("converge", {}, () =>
   Console.log(
     [
@@ -146,13 +183,24 @@ const root = Command.make("converge", {}, () =>
       "  converge repair            fold the transcripts into sessions.json",
       "  converge demo              watch a late compaction converge",
       "  converge gateway           start the gateway",
+      "  converge import            merge sessions.json into the database",
+      "  converge export            write the database's entries as sessions.json",
       "",
       "converge <command> --help for each command's options."
     ].join("\n")
   )
 ).pipe(
   Command.withDescription("Converge: the runner core of an AI-assistant gateway."),
-  Command.withSubcommands([status, sessions, compactCommand, repairCommand, demoCommand, gateway])
+  Command.withSubcommands([
+    status,
+    sessions,
+    compactCommand,
+    repairCommand,
+    demoCommand,
+    gateway,
+    importCommand,
+    exportCommand
+  ])
 )
 
 /** The `converge` command line, as `@effect/cli` runs it. */

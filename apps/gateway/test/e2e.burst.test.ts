@@ -80,7 +80,9 @@ describe("a burst of turns beyond what the gateway can take", () => {
     const failures = settled.flatMap((s) => (s.status === "rejected" ? [String(s.reason)] : []))
     // No connection was reset or left unanswered.
     expect(failures.slice(0, 5)).toEqual([])
-    const replies = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []))
+    const replies = settled.flatMap((s, i) =>
+      s.status === "fulfilled" ? [{ ...s.value, key: `burst-${i % SESSIONS}` }] : []
+    )
     const byStatus = new Map<number, number>()
     for (const r of replies) byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1)
     expect([...byStatus.keys()].sort()).toEqual([200, 503])
@@ -90,7 +92,14 @@ describe("a burst of turns beyond what the gateway can take", () => {
         // files it may end timed_out, which is an answer too.
         expect(["completed", "timed_out"]).toContain(r.body.outcome)
       } else {
-        expect(r.body._tag).toBe("Overloaded")
+        expect(
+          r.body._tag,
+          `${r.status} ${JSON.stringify(r.body)}\n${gateway.logs
+            .filter((l) => l.sessionKey === r.key || l.level === "ERROR" || l.level === "WARN")
+            .slice(0, 12)
+            .map((l) => JSON.stringify(l))
+            .join("\n")}`
+        ).toBe("Overloaded")
         expect(r.body.retryAfterMs).toBeGreaterThan(0)
         expect(Number(r.retryAfter)).toBeGreaterThanOrEqual(1)
       }

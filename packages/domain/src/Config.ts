@@ -14,6 +14,26 @@ const Positive = (max: number) => Schema.Int.pipe(Schema.between(1, max))
 
 const NonEmpty = Schema.String.pipe(Schema.minLength(1))
 
+/** The URL with its password replaced by `***`, for messages and logs. */
+export const maskUrl = (url: string): string => {
+  try {
+    const u = new URL(url)
+    if (u.password !== "") u.password = "***"
+    return u.toString()
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@")
+  }
+}
+
+const isPostgresUrl = (s: string): boolean => {
+  try {
+    const u = new URL(s)
+    return (u.protocol === "postgres:" || u.protocol === "postgresql:") && u.hostname !== ""
+  } catch {
+    return false
+  }
+}
+
 /** The schema of each setting's value. */
 const values = {
   sessionsDir: NonEmpty,
@@ -39,14 +59,16 @@ const values = {
   cacheMb: Schema.Int.pipe(Schema.between(0, 1_000_000)),
   idempotencyKeys: Positive(100_000_000),
   admissionMs: Millis,
-  maxTurns: Positive(100_000_000)
+  maxTurns: Positive(100_000_000),
+  databaseUrl: NonEmpty.pipe(Schema.filter(isPostgresUrl))
 }
 
 /** The decoded configuration. */
 export const Config = Schema.Struct({
   ...values,
   token: Schema.optional(values.token),
-  modelName: Schema.optional(values.modelName)
+  modelName: Schema.optional(values.modelName),
+  databaseUrl: Schema.optional(values.databaseUrl)
 })
 export type Config = typeof Config.Type
 
@@ -103,7 +125,8 @@ export const envVariables: { readonly [K in Key]: string } = {
   cacheMb: "CONVERGE_CACHE_MB",
   idempotencyKeys: "CONVERGE_IDEMPOTENCY_KEYS",
   admissionMs: "CONVERGE_ADMISSION_MS",
-  maxTurns: "CONVERGE_MAX_TURNS"
+  maxTurns: "CONVERGE_MAX_TURNS",
+  databaseUrl: "CONVERGE_DATABASE_URL"
 }
 
 const numericKeys = new Set<Key>(
@@ -124,6 +147,7 @@ const atLeastOne = new Set<Key>([
 const describe = (key: Key): string => {
   if (key === "model") return `one of "local", "openai", "anthropic"`
   if (key === "port") return "an integer from 0 to 65535"
+  if (key === "databaseUrl") return "a postgres://user:password@host:port/database URL"
   if (numericKeys.has(key)) return `an integer of at least ${atLeastOne.has(key) ? 1 : 0}`
   return "a non-empty string"
 }
@@ -135,13 +159,15 @@ const decodeOne = (key: Key, raw: unknown, name: string): Either.Either<unknown,
     value = /^-?\d+$/.test(trimmed) ? Number(trimmed) : Number.NaN
   }
   const schema = values[key] as Schema.Schema<unknown, unknown, never>
+  // A database URL may carry a password: messages show it masked.
+  const shown = key === "databaseUrl" ? maskUrl(String(raw)) : String(raw)
   return Schema.decodeUnknownEither(schema)(value).pipe(
     Either.mapLeft(
       () =>
         new ConfigError({
           variable: name,
-          value: String(raw),
-          message: `${name}=${JSON.stringify(String(raw))} is not valid: expected ${describe(key)}`
+          value: shown,
+          message: `${name}=${JSON.stringify(shown)} is not valid: expected ${describe(key)}`
         })
     )
   )

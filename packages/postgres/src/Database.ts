@@ -4,37 +4,15 @@
  * once are serialized by a transaction-scoped advisory lock around the migrator, so the
  * second finds the work done.
  */
-import { StorageError } from "@converge/domain"
+import { maskUrl, StorageError } from "@converge/domain"
+
+export { maskUrl }
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { Duration, Effect, Layer, Redacted } from "effect"
 import { migrations } from "./migrations.js"
-
-/** The URL with its password replaced by `***`, for messages and logs. */
-export const maskUrl = (url: string): string => {
-  try {
-    const u = new URL(url)
-    if (u.password !== "") u.password = "***"
-    return u.toString()
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@")
-  }
-}
-
-/** Why `url` is not a PostgreSQL URL, or undefined when it is one. */
-export const databaseUrlProblem = (url: string): string | undefined => {
-  let u: URL
-  try {
-    u = new URL(url)
-  } catch {
-    return `CONVERGE_DATABASE_URL is not a URL: ${maskUrl(url)}`
-  }
-  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:")
-    return `CONVERGE_DATABASE_URL must start with postgres:// or postgresql://, got ${maskUrl(url)}`
-  return undefined
-}
 
 /** Options of the database layer. */
 export interface DatabaseOptions {
@@ -84,6 +62,9 @@ export const migrate = (url: string): Effect.Effect<void, StorageError, SqlClien
         Effect.catchTag("SqlError", (e) => Effect.fail(storageError(url, "cannot migrate")(e)))
       )
   })
+
+/** What the database layer provides. */
+export type Client = PgClient.PgClient | SqlClient.SqlClient
 
 /** The client of `options.url`, connected (or failed with the masked URL) and migrated. */
 export const layer = (

@@ -6,7 +6,14 @@
  * to write it back.
  */
 import { type SessionEntry, StorageError } from "@converge/domain"
-import { type Backend, isOwnedField, jsonEqual, SessionStore } from "@converge/store"
+import {
+  type Backend,
+  isOwnedField,
+  jsonEqual,
+  normalizeForeignReset,
+  parseSessionsFile,
+  SessionStore
+} from "@converge/store"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, HashMap, type Layer, Option } from "effect"
 import { storageError } from "./Database.js"
@@ -99,3 +106,71 @@ export const layerPgStore = (
   options: PgStoreOptions
 ): Layer.Layer<SessionStore, StorageError, SqlClient.SqlClient> =>
   SessionStore.layerBackend(makeBackend(options))
+
+/** What an import did. */
+export interface Imported {
+  /** Entries merged into the database. */
+  readonly merged: number
+  /** Of those, the rows the import changed (0 on a second import of the same file). */
+  readonly changed: number
+  /** Keys whose value is not a session entry: not imported, and why. */
+  readonly unreadable: ReadonlyArray<{ readonly key: string; readonly problem: string }>
+}
+
+/**
+ * Merges the entries of a `sessions.json` text into the database, each by the merge
+ * statement: an entry reset by a tool that knows no generations is normalized against the
+ * row it resets first (DESIGN §2.4). Idempotent: importing the same file again changes nothing.
+ * A text that is not a sessions file fails with the reason, and nothing is written.
+ */
+export const importSessionsFile = (
+  url: string,
+  file: string,
+  text: string
+): Effect.Effect<Imported, StorageError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const parsed = parseSessionsFile(text)
+    if (parsed._tag === "Unreadable")
+      return yield* new StorageError({ path: file, message: `cannot import ${file}: ${parsed.problem}` })
+    const sql = yield* SqlClient.SqlClient
+    const statement = mergeSql(SESSIONS_TABLE)
+    const fail = storageError(url, "cannot import into")
+    let changed = 0
+    yield* sql
+      .withTransaction(
+        Effect.forEach(
+          parsed.entries,
+          ([key, raw]) =>
+            Effect.gen(function* () {
+              const rows =
+                yield* sql<SessionRow>`SELECT * FROM ${sql(SESSIONS_TABLE)} WHERE session_key = ${key} FOR UPDATE`
+              const before = rows[0] === undefined ? undefined : fromRow(rows[0])
+              const entry = normalizeForeignReset(raw, before?.sessionId, before?.generation)
+              const after = yield* sql.unsafe<SessionRow>(statement, toRow(key, entry) as Array<unknown>)
+              if (before === undefined || !jsonEqual(before, fromRow(after[0]!))) changed++
+            }),
+          { discard: true }
+        )
+      )
+      .pipe(Effect.mapError(fail))
+    return {
+      merged: parsed.entries.length,
+      changed,
+      unreadable: parsed.unreadable.map((u) => ({ key: u.key, problem: u.problem }))
+    }
+  })
+
+/** Every stored entry as the text of a `sessions.json` (keys sorted, two-space indent). */
+export const exportSessionsFile = (url: string): Effect.Effect<string, StorageError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<SessionRow>`SELECT * FROM ${sql(SESSIONS_TABLE)} ORDER BY session_key`.pipe(
+      Effect.map((rows) => {
+        const out: Record<string, SessionEntry> = {}
+        const keyed = rows.map((row) => [String(row.session_key), row] as const)
+        keyed.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        for (const [key, row] of keyed) out[key] = fromRow(row)
+        return `${JSON.stringify(out, null, 2)}\n`
+      }),
+      Effect.mapError(storageError(url, "cannot export from"))
+    )
+  )

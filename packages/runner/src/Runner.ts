@@ -497,6 +497,12 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           if (Option.isSome(failure) && failure.value._tag === "StorageError") {
             return yield* failedResult(key, runId, progress, initial, failure.value)
           }
+          // Said out loud: the request answering this turn sees only an interruption.
+          if (Option.isNone(failure))
+            yield* Effect.logWarning(
+              `turn ${runId} ended without a result (timed out: ${progress.timedOut})`,
+              ended.cause
+            )
           return yield* Effect.failCause(ended.cause as Cause.Cause<TurnError>)
         }
         const s = progress.session ?? initial

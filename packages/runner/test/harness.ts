@@ -46,6 +46,8 @@ export interface HarnessOptions {
 /** The parts a naive variant may replace. */
 export interface Variant {
   readonly name: string
+  /** Set when a part does real I/O (a database): closing the runtime then takes real time. */
+  readonly realIo?: boolean
   readonly reconciler?: Layer.Layer<Reconciler, never, SessionStore | Transcript | RunnerConfig>
   readonly supervisor?: Layer.Layer<CompactionSupervisor, never, RunnerConfig | Compactor | LifecycleEvents>
   readonly runner?: (

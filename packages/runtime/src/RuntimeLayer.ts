@@ -7,14 +7,28 @@ import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { type Config, StorageError } from "@converge/domain"
 import { layerWithRecovery, RunnerConfig } from "@converge/runner"
+import { Database, layerPgStore } from "@converge/postgres"
 import { SessionStore } from "@converge/store"
 import { Transcript } from "@converge/transcript"
 import { modelLayer } from "./ModelLayer.js"
 
+/**
+ * The session store of `config`: OpenClaw's `sessions.json` by default; with
+ * `CONVERGE_DATABASE_URL`, rows of PostgreSQL merged by one statement each (the database is
+ * connected and migrated first; one that cannot be reached fails start-up naming the
+ * masked URL).
+ */
+export const storeLayer = (config: Config) =>
+  config.databaseUrl === undefined
+    ? SessionStore.layerFile({ sessionsDir: config.sessionsDir, flushIntervalMs: config.flushIntervalMs })
+    : layerPgStore({ url: config.databaseUrl, flushIntervalMs: config.flushIntervalMs }).pipe(
+        Layer.provide(Database.layer({ url: config.databaseUrl }))
+      )
+
 /** Store, transcript and model of `config`, over the file system in context. */
 export const servicesLayer = (config: Config, env: Record<string, string | undefined> = process.env) =>
   Layer.mergeAll(
-    SessionStore.layerFile({ sessionsDir: config.sessionsDir, flushIntervalMs: config.flushIntervalMs }),
+    storeLayer(config),
     Transcript.layer({
       sessionsDir: config.sessionsDir,
       leaseMs: config.leaseMs,

@@ -1,0 +1,49 @@
+/**
+ * SCENARIOS.md on the PostgreSQL store: the runner's scenario functions unchanged, the
+ * session store replaced by `layerPgStore` over a fresh database per scenario (seeded from
+ * the scenario's `sessions.json` by `importSessionsFile`, as `converge import` does).
+ * Transcripts stay on the in-memory file system of the harness.
+ */
+import { FileSystem, Path } from "@effect/platform"
+import { describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { scenarios } from "../../runner/test/scenarios.js"
+import * as Database from "../src/Database.js"
+import { importSessionsFile, layerPgStore } from "../src/PgStore.js"
+import { freshDatabase } from "./db.js"
+
+// About sessions.json itself, not the store: a corrupt file moved aside (S14), the file two
+// processes wrote (S13), the file another tool rewrote (S18; on PostgreSQL that tool's file
+// arrives by import, tested in import.test.ts).
+const fileOnly = new Set(["S13", "S14", "S18"])
+
+const pgStoreOn =
+  (url: string) => (options: { readonly sessionsDir: string; readonly flushIntervalMs: number }) =>
+    Layer.unwrapEffect(
+      Effect.gen(function* () {
+        const fs = yield* FileSystem.FileSystem
+        const path = yield* Path.Path
+        const file = path.join(options.sessionsDir, "sessions.json")
+        const seed = Effect.flatMap(fs.readFileString(file).pipe(Effect.option), (text) =>
+          text._tag === "Some" ? Effect.asVoid(importSessionsFile(url, file, text.value)) : Effect.void
+        )
+        return layerPgStore({ url, flushIntervalMs: options.flushIntervalMs }).pipe(
+          Layer.provide(Layer.effectDiscard(seed)),
+          Layer.provideMerge(Database.layer({ url, maxConnections: 4 }))
+        )
+      })
+    ).pipe(Layer.orDie)
+
+describe("scenarios on the PostgreSQL store", () => {
+  for (const [name, scenario] of Object.entries(scenarios)) {
+    if (fileOnly.has(name.split(" ")[0]!)) continue
+    it.scoped(
+      name,
+      () =>
+        Effect.flatMap(freshDatabase("converge_scn"), ({ url }) =>
+          scenario({ variant: { name: "pg", realIo: true, store: pgStoreOn(url) } })
+        ),
+      30_000
+    )
+  }
+})
