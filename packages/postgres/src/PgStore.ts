@@ -17,7 +17,7 @@ import {
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, HashMap, type Layer, Option } from "effect"
 import { storageError } from "./Database.js"
-import { fromRow, mergeSql, type SessionRow, toRow } from "./sessionRow.js"
+import { fromRow, mergeCallSql, type SessionRow, toRow } from "./sessionRow.js"
 
 /** Options of the PostgreSQL store. */
 export interface PgStoreOptions {
@@ -50,7 +50,7 @@ export const makeBackend = (
 ): Effect.Effect<Backend, StorageError, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
-    const statement = mergeSql(SESSIONS_TABLE)
+    const statement = mergeCallSql
     /** Each key's row as this process last read or wrote it: the base of the field rule. */
     const seen = new Map<string, SessionEntry>()
     const fail = storageError(options.url, "session store on")
@@ -133,7 +133,7 @@ export const importSessionsFile = (
     if (parsed._tag === "Unreadable")
       return yield* new StorageError({ path: file, message: `cannot import ${file}: ${parsed.problem}` })
     const sql = yield* SqlClient.SqlClient
-    const statement = mergeSql(SESSIONS_TABLE)
+    const statement = mergeCallSql
     const fail = storageError(url, "cannot import into")
     let changed = 0
     yield* sql

@@ -4,4 +4,4 @@
  */
 export * as Database from "./Database.js"
 export * from "./PgStore.js"
-export { fromRow, mergeSql, toRow, utf16Key } from "./sessionRow.js"
+export { fromRow, mergeCallSql, mergeFunctionSql, mergeSql, toRow, utf16Key } from "./sessionRow.js"

@@ -4,6 +4,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
+import { mergeFunctionSql } from "./sessionRow.js"
 
 const sessions = Effect.flatMap(
   SqlClient.SqlClient,
@@ -34,6 +35,11 @@ const sessions = Effect.flatMap(
     )`
 )
 
+const mergeFunction = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql.unsafe(mergeFunctionSql("converge_sessions"))
+)
+
 export const migrations = {
-  "1_sessions": sessions
+  "1_sessions": sessions,
+  "2_merge_function": mergeFunction
 }

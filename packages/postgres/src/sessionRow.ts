@@ -261,8 +261,32 @@ ON CONFLICT (session_key) DO UPDATE SET (${outer.join(", ")}) = (
   FROM (SELECT ${inner}
         FROM (SELECT excluded.*) e,
              (SELECT CASE WHEN ${version("excluded")} > ${version("s")} THEN 1
-                          WHEN ${version("excluded")} < ${version("s")} THEN -1 ELSE 0 END AS c) v) m,
+                          WHEN ${version("excluded")} < ${version("s")} THEN -1 ELSE 0 END AS c OFFSET 0) v
+        OFFSET 0) m,
        (SELECT excluded.*) e
 )
 RETURNING *`
 }
+/** The name of the function that runs `mergeSql` (created by the migrations). */
+export const MERGE_FUNCTION = "converge_merge_session"
+
+/**
+ * The merge statement wrapped in a PL/pgSQL function, so each connection plans it once:
+ * sent as text, the statement cost ~5 ms to parse and plan for ~0.3 ms of execution.
+ * It is still one `INSERT … ON CONFLICT DO UPDATE`, atomic on its row.
+ */
+export const mergeFunctionSql = (table: string): string =>
+  `CREATE OR REPLACE FUNCTION ${MERGE_FUNCTION}(${SESSION_COLUMNS.map((c) => COLUMN_TYPES[c]).join(", ")})
+RETURNS SETOF ${table} LANGUAGE plpgsql AS $merge$
+BEGIN
+  RETURN QUERY WITH merged AS (
+${mergeSql(table)}
+  ) SELECT * FROM merged;
+END
+$merge$`
+
+/** The call of the merge function with one row's parameters (`toRow`). */
+export const mergeCallSql = `SELECT * FROM ${MERGE_FUNCTION}(${SESSION_COLUMNS.map((c, i) => `$${i + 1}::${COLUMN_TYPES[c]}`).join(", ")})`
+
+// (`OFFSET 0` keeps the planner from inlining `v` and `m` into every expression that reads
+// them: inlined, the statement took ~8 ms to plan for ~1 ms of execution.)

@@ -11,11 +11,11 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Runtime } from "effect"
 import * as fc from "effect/FastCheck"
 import { entry, ownedView, referenceModel } from "../../store/test/arbitraries.js"
-import { SESSIONS_TABLE } from "../src/PgStore.js"
-import { fromRow, mergeSql, type SessionRow, toRow } from "../src/sessionRow.js"
+import { fromRow, mergeCallSql, type SessionRow, toRow } from "../src/sessionRow.js"
 import { freshDatabaseLayer } from "./db.js"
 
-const statement = mergeSql(SESSIONS_TABLE)
+// What the store sends: the merge function (the statement of `mergeSql`, planned once per connection).
+const statement = mergeCallSql
 
 const patch = fc.oneof(
   { weight: 4, arbitrary: entry },
