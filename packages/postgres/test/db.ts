@@ -40,3 +40,10 @@ export const freshDatabaseLayer = (prefix?: string) =>
   Layer.unwrapScoped(
     Effect.map(freshDatabase(prefix), ({ url }) => Database.layer({ url, maxConnections: 8 }))
   )
+
+/** Kills every connection to database `name` but the caller's; gives how many it killed. */
+export const terminateConnections = (name: string) =>
+  adminRun((sql) =>
+    sql<{ n: number }>`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+      WHERE datname = ${name} AND pid <> pg_backend_pid()`.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+  )
