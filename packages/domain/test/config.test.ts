@@ -71,6 +71,17 @@ describe("Config", () => {
     )
   })
 
+  it("reads CONVERGE_DATABASE_URL, and names a bad one with its password masked", () => {
+    const ok = Effect.runSync(configFromEnv({ CONVERGE_DATABASE_URL: "postgres://u:pw@db:5432/converge" }))
+    expect(ok.databaseUrl).toBe("postgres://u:pw@db:5432/converge")
+    expect(Effect.runSync(configFromEnv({})).databaseUrl).toBeUndefined()
+    const e = failure(configFromEnv({ CONVERGE_DATABASE_URL: "mysql://u:s3cret@db/x" }))
+    expect(e.variable).toBe("CONVERGE_DATABASE_URL")
+    expect(e.message).toContain("mysql://u:***@db/x")
+    expect(e.message).toContain("postgres://")
+    expect(`${e.message} ${e.value}`).not.toContain("s3cret")
+  })
+
   it("reads the cache bounds, and names a bad one", () => {
     const config = Effect.runSync(
       configFromEnv({ CONVERGE_CACHE_SESSIONS: "0", CONVERGE_CACHE_MB: "16", CONVERGE_IDEMPOTENCY_KEYS: "5" })
