@@ -500,7 +500,11 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           // Said out loud: the request answering this turn sees only an interruption.
           if (Option.isNone(failure))
             yield* Effect.logWarning(
-              `turn ${runId} ended without a result (timed out: ${progress.timedOut})`,
+              `turn ${runId} ended without a result (timed out: ${progress.timedOut}; interrupted by ${[
+                ...Cause.interruptors(ended.cause)
+              ]
+                .map(FiberId.threadName)
+                .join(", ")})`,
               ended.cause
             )
           return yield* Effect.failCause(ended.cause as Cause.Cause<TurnError>)
