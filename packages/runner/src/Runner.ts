@@ -427,6 +427,12 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
             waitedMs: 0
           }
           const result = yield* Deferred.make<TurnResult, TurnError>()
+          let releasedAlready = false
+          const releaseOnce = Effect.suspend(() => {
+            if (releasedAlready) return Effect.void
+            releasedAlready = true
+            return released(progress.waitedMs, !progress.timedOut)
+          })
           // The turn's fiber: the lane and the body run interruptibly, so the deadline can stop
           // them; what follows settles the result whatever happened to them.
           const work = Effect.uninterruptibleMask((restore) =>
@@ -446,8 +452,11 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
               deadlines.cancel(due)
               const settled = yield* Effect.exit(settle(key, runId, progress, initial, ended))
               if (Exit.isSuccess(settled)) yield* observe(span, settled.value, submittedAt)
+              // Released before the result is handed over: a client that has its answer and
+              // sends the next turn finds this one no longer in flight.
+              yield* releaseOnce
               yield* Deferred.done(result, settled)
-            }).pipe(Effect.ensuring(Effect.suspend(() => released(progress.waitedMs, !progress.timedOut))))
+            }).pipe(Effect.ensuring(releaseOnce))
           )
           // Forked and handed over at once, so the admission is released once, by the fiber.
           // (The fork itself is uninterruptible; the fiber runs interruptibly, as before.)
