@@ -5,8 +5,6 @@
  * second finds the work done.
  */
 import { maskUrl, StorageError } from "@converge/domain"
-
-export { maskUrl }
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"

@@ -5,8 +5,8 @@
  * (UTF-16 code units), so each tie-break key is stored beside its value as UTF-16BE bytes:
  * PostgreSQL compares `bytea` byte by byte, which is the same order.
  */
-import { OWNED_FIELDS, type SessionEntry } from "@converge/domain"
-import { canonicalJson, mergeEntries } from "@converge/store"
+import type { SessionEntry } from "@converge/domain"
+import { canonicalJson, isMeasured, isOwnedField, mergeEntries, snapshotPayload } from "@converge/store"
 
 /** The columns of one row, in statement order. */
 export const SESSION_COLUMNS = [
@@ -65,8 +65,6 @@ const COLUMN_TYPES: Record<Column, string> = {
 /** A row as the driver returns it (bytea as `Buffer`, jsonb parsed, float8 as number). */
 export type SessionRow = { readonly [K in Column]: unknown }
 
-const OWNED: ReadonlySet<string> = new Set<string>(OWNED_FIELDS)
-
 /** JavaScript's string order as bytes: each UTF-16 code unit, big-endian. */
 export const utf16Key = (s: string): Buffer => {
   const b = Buffer.from(s, "utf16le")
@@ -79,23 +77,13 @@ const num = (v: unknown): number | null => (typeof v === "number" ? v : null)
 /** The parameters of one row for `entry` (normalized by the pure merge, as the store does). */
 export const toRow = (key: string, raw: SessionEntry): ReadonlyArray<unknown> => {
   const e = mergeEntries(raw, raw)
-  const measured =
-    e.totalTokens !== undefined ||
-    e.inputTokens !== undefined ||
-    e.outputTokens !== undefined ||
-    e.tokensAsOfSeq !== undefined
+  const measured = isMeasured(e)
   const snap: Record<string, unknown> = {}
   if (e.totalTokens !== undefined) snap.totalTokens = e.totalTokens
   if (e.inputTokens !== undefined) snap.inputTokens = e.inputTokens
   if (e.outputTokens !== undefined) snap.outputTokens = e.outputTokens
   const unowned: Record<string, unknown> = {}
-  for (const k of Object.keys(e)) if (!OWNED.has(k) && e[k] !== undefined) unowned[k] = e[k]
-  const payload = canonicalJson({
-    totalTokens: e.totalTokens,
-    inputTokens: e.inputTokens,
-    outputTokens: e.outputTokens,
-    tokensAsOfSeq: e.tokensAsOfSeq
-  })
+  for (const k of Object.keys(e)) if (!isOwnedField(k) && e[k] !== undefined) unowned[k] = e[k]
   return [
     key,
     e.sessionId,
@@ -108,7 +96,7 @@ export const toRow = (key: string, raw: SessionEntry): ReadonlyArray<unknown> =>
     e.compactionBase ?? null,
     measured ? JSON.stringify(snap) : null,
     e.tokensAsOfSeq ?? null,
-    measured ? utf16Key(payload) : null,
+    measured ? utf16Key(snapshotPayload(e)) : null,
     e.totalTokensFresh ?? null,
     e.lastCompaction === undefined ? null : JSON.stringify(e.lastCompaction),
     e.lastCompaction?.ordinal ?? null,
@@ -158,10 +146,10 @@ export const fromRow = (row: SessionRow): SessionEntry => {
 const pick = (col: string, same: string) =>
   `CASE WHEN v.c > 0 THEN e.${col} WHEN v.c < 0 THEN s.${col} ELSE ${same} END`
 /** The greater of two optional values by a condition on `e` over `s`, several columns at once. */
-const pickBy = (col: string, nullCol: string, eWins: string, sameIs = "s") =>
+const pickBy = (col: string, nullCol: string, eWins: string) =>
   pick(
     col,
-    `CASE WHEN s.${nullCol} IS NULL THEN e.${col} WHEN e.${nullCol} IS NULL THEN s.${col} WHEN ${eWins} THEN e.${col} ELSE ${sameIs}.${col} END`
+    `CASE WHEN s.${nullCol} IS NULL THEN e.${col} WHEN e.${nullCol} IS NULL THEN s.${col} WHEN ${eWins} THEN e.${col} ELSE s.${col} END`
   )
 
 const lcWins = "(e.lc_ordinal, e.lc_key) > (s.lc_ordinal, s.lc_key)"

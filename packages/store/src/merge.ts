@@ -92,7 +92,7 @@ const maxBy = <A>(a: A | undefined, b: A | undefined, rank: (x: A) => number): A
 }
 
 /** The token snapshot: replaced as one unit by a greater `tokensAsOfSeq` (absent = −1). */
-type Snapshot = Pick<
+export type Snapshot = Pick<
   Owned,
   "totalTokens" | "inputTokens" | "outputTokens" | "tokensAsOfSeq" | "totalTokensFresh"
 >
@@ -110,7 +110,7 @@ const copySnapshot = <T extends Snapshot>(to: T, from: Snapshot): T => {
 const snapshotOf = (e: SessionEntry): Snapshot => copySnapshot({}, e)
 
 /** The measurement itself (absent and `null` told apart), without the derived freshness flag. */
-const snapshotPayload = (s: Snapshot): string =>
+export const snapshotPayload = (s: Snapshot): string =>
   canonicalJson({
     totalTokens: s.totalTokens,
     inputTokens: s.inputTokens,
@@ -119,7 +119,7 @@ const snapshotPayload = (s: Snapshot): string =>
   })
 
 /** Whether the snapshot holds a measurement (not only the freshness flag). */
-const isMeasured = (s: Snapshot): boolean =>
+export const isMeasured = (s: Snapshot): boolean =>
   s.totalTokens !== undefined ||
   s.inputTokens !== undefined ||
   s.outputTokens !== undefined ||
