@@ -93,6 +93,18 @@ export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
   static readonly status = 503
 }
 
+/**
+ * The database this runtime keeps its state in cannot be reached for what the request needs
+ * (`CONVERGE_DATABASE_URL`). Nothing acknowledged is lost; retry after `retryAfterMs`.
+ * (503 with `Retry-After`)
+ */
+export class StorageUnavailable extends Schema.TaggedError<StorageUnavailable>()("StorageUnavailable", {
+  message: Schema.String,
+  retryAfterMs: Schema.Int
+}) {
+  static readonly status = 503
+}
+
 /** The model call failed. */
 export class ModelError extends Schema.TaggedError<ModelError>()("ModelError", {
   message: Schema.String,

@@ -43,6 +43,7 @@ import {
   type SessionUnavailable,
   ShuttingDown,
   type StorageError,
+  type StorageUnavailable,
   type TimeoutKind,
   TurnFinished,
   type TurnOutcome,
@@ -55,6 +56,7 @@ import { Transcript } from "@converge/transcript"
 import { AdmissionControl } from "./Admission.js"
 import { type CompactionHandle, CompactionSupervisor } from "./CompactionSupervisor.js"
 import { type Deadline, makeDeadlines } from "./Deadlines.js"
+import { IdempotencyRecord } from "./IdempotencyRecord.js"
 import { Lanes } from "./Lanes.js"
 import { LifecycleEvents } from "./LifecycleEvents.js"
 import * as Model from "./Model.js"
@@ -73,6 +75,12 @@ export interface TurnOptions {
 /** How long an idempotency key is remembered. */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000
 
+/**
+ * How long past its timeout a turn may hold its idempotency key in a shared record: its result
+ * is settled and recorded within this, so a key still unanswered after it has a dead holder.
+ */
+export const IDEMPOTENCY_HOLD_GRACE_MS = 10_000
+
 /** Options of a manual compaction. */
 export interface CompactOptions {
   readonly instructions?: string | undefined
@@ -88,6 +96,7 @@ export type TurnError =
   | InvalidSessionKey
   | ShuttingDown
   | Overloaded
+  | StorageUnavailable
 
 type CompactionState = TurnResult["compaction"]["state"]
 
@@ -136,6 +145,11 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       string,
       { readonly result: Deferred.Deferred<TurnResult, TurnError>; readonly at: number }
     >({ maxEntries: config.idempotencyKeys })
+    // Asked before a key is run: another gateway, or this one before a restart, may have run it.
+    const record = Option.getOrElse(
+      yield* Effect.serviceOption(IdempotencyRecord),
+      () => IdempotencyRecord.inProcess
+    )
     const admission = new AdmissionControl(
       { maxTurns: config.maxTurns, budgetMs: config.admissionMs },
       yield* Clock.currentTimeMillis
@@ -352,23 +366,47 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       key: string,
       message: string,
       options: TurnOptions = {}
-    ): Effect.Effect<TurnResult, TurnError> =>
-      options.idempotencyKey === undefined
+    ): Effect.Effect<TurnResult, TurnError> => {
+      const idempotencyKey = options.idempotencyKey
+      return idempotencyKey === undefined
         ? runTurn(key, message, options)
         : Effect.gen(function* () {
             const now = yield* Clock.currentTimeMillis
             // Keys are kept in the order they were claimed: expired ones are at the front.
             claimed.evictWhile((_, v) => now - v.at >= IDEMPOTENCY_TTL_MS)
-            const id = `${key}\u0000${options.idempotencyKey}`
+            const id = `${key}\u0000${idempotencyKey}`
             // `peek`: a repeat does not renew its key, so claim order stays expiry order.
             const first = claimed.peek(id)
             if (first !== undefined) return yield* Deferred.await(first.result)
             const result = yield* Deferred.make<TurnResult, TurnError>()
             claimed.set(id, { result, at: now })
             // The result is settled by a fiber of the runtime, whatever happens to this caller.
+            const holdMs = (options.timeoutMs ?? config.turnTimeoutMs) + IDEMPOTENCY_HOLD_GRACE_MS
+            const once = record.claim(key, idempotencyKey, holdMs).pipe(
+              Effect.flatMap((claim) =>
+                claim._tag === "Answered"
+                  ? Effect.succeed(claim.result)
+                  : runTurn(key, message, options).pipe(
+                      Effect.onExit((exit) =>
+                        Exit.isSuccess(exit)
+                          ? // The turn happened: a record that cannot be written is said, not an error.
+                            record
+                              .answer(key, idempotencyKey, claim.token, exit.value)
+                              .pipe(
+                                Effect.catchAll((e) =>
+                                  Effect.logWarning(
+                                    `idempotency key of turn ${exit.value.runId} not recorded: ${e.message}`
+                                  )
+                                )
+                              )
+                          : Effect.ignore(record.release(key, idempotencyKey, claim.token))
+                      )
+                    )
+              )
+            )
             yield* FiberSet.run(
               turns,
-              Effect.exit(runTurn(key, message, options)).pipe(
+              Effect.exit(once).pipe(
                 Effect.flatMap((exit) => {
                   // A turn refused before it ran (lane full, shutting down) does not keep its key.
                   if (Exit.isFailure(exit)) claimed.delete(id)
@@ -378,6 +416,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
             )
             return yield* Deferred.await(result)
           })
+    }
 
     /** Runs one turn: lane, user message, context, compaction wait, model, reply. */
     const runTurn = (

@@ -1,6 +1,7 @@
 export * from "./Admission.js"
 export * from "./CompactionSupervisor.js"
 export * from "./Compactor.js"
+export * from "./IdempotencyRecord.js"
 export * from "./cutPoint.js"
 export * from "./Lanes.js"
 export * from "./layer.js"
