@@ -3,5 +3,6 @@
  * its migrations, and the session store's backend whose merge is one SQL statement.
  */
 export * as Database from "./Database.js"
+export * from "./PgIdempotency.js"
 export * from "./PgStore.js"
 export { fromRow, mergeCallSql, mergeFunctionSql, mergeSql, toRow, utf16Key } from "./sessionRow.js"

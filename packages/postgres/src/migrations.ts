@@ -39,7 +39,27 @@ const mergeFunction = Effect.flatMap(SqlClient.SqlClient, (sql) =>
   sql.unsafe(mergeFunctionSql("converge_sessions"))
 )
 
+// One row per (session key, Idempotency-Key): who holds it (`token`) until when, and the
+// first turn's result once it is answered (DESIGN §7's 24 h from the claim).
+const idempotency = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql`
+    CREATE TABLE IF NOT EXISTS converge_idempotency (
+      session_key text NOT NULL,
+      key text NOT NULL,
+      token text NOT NULL,
+      claimed_at float8 NOT NULL,
+      held_until float8 NOT NULL,
+      result jsonb,
+      PRIMARY KEY (session_key, key)
+    )`.pipe(
+    Effect.zipRight(
+      sql`CREATE INDEX IF NOT EXISTS converge_idempotency_claimed_at ON converge_idempotency (claimed_at)`
+    )
+  )
+)
+
 export const migrations = {
   "1_sessions": sessions,
-  "2_merge_function": mergeFunction
+  "2_merge_function": mergeFunction,
+  "3_idempotency": idempotency
 }

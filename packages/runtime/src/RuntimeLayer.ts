@@ -6,24 +6,29 @@ import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { type Config, StorageError } from "@converge/domain"
-import { layerWithRecovery, RunnerConfig } from "@converge/runner"
-import { Database, layerPgStore } from "@converge/postgres"
+import { IdempotencyRecord, layerWithRecovery, RunnerConfig } from "@converge/runner"
+import { Database, layerPgIdempotency, layerPgStore } from "@converge/postgres"
 import { SessionStore } from "@converge/store"
 import { Transcript } from "@converge/transcript"
 import { modelLayer } from "./ModelLayer.js"
 
 /**
- * The session store of `config`: OpenClaw's `sessions.json` by default; with
- * `CONVERGE_DATABASE_URL`, rows of PostgreSQL merged by one statement each (the database is
- * connected and migrated first; one that cannot be reached fails start-up naming the
+ * The session store and the idempotency record of `config`: OpenClaw's `sessions.json` and
+ * the runner's memory by default; with `CONVERGE_DATABASE_URL`, rows of PostgreSQL (one
+ * merge statement each) and keys shared by every gateway on the database, over one pool
+ * (connected and migrated first; a database that cannot be reached fails start-up naming the
  * masked URL).
  */
 export const storeLayer = (config: Config) =>
   config.databaseUrl === undefined
-    ? SessionStore.layerFile({ sessionsDir: config.sessionsDir, flushIntervalMs: config.flushIntervalMs })
-    : layerPgStore({ url: config.databaseUrl, flushIntervalMs: config.flushIntervalMs }).pipe(
-        Layer.provide(Database.layer({ url: config.databaseUrl }))
+    ? Layer.merge(
+        SessionStore.layerFile({ sessionsDir: config.sessionsDir, flushIntervalMs: config.flushIntervalMs }),
+        IdempotencyRecord.layerInProcess
       )
+    : Layer.merge(
+        layerPgStore({ url: config.databaseUrl, flushIntervalMs: config.flushIntervalMs }),
+        layerPgIdempotency({ url: config.databaseUrl })
+      ).pipe(Layer.provide(Database.layer({ url: config.databaseUrl })))
 
 /** Store, transcript and model of `config`, over the file system in context. */
 export const servicesLayer = (config: Config, env: Record<string, string | undefined> = process.env) =>

@@ -14,6 +14,7 @@ import {
   SessionNotFound,
   SessionStatus,
   SessionUnavailable,
+  StorageUnavailable,
   TurnRequest,
   TurnResult
 } from "@converge/domain"
@@ -57,6 +58,7 @@ export class SessionsApi extends HttpApiGroup.make("sessions")
       .addError(Overloaded, { status: Overloaded.status })
       .addError(SessionLeased, { status: SessionLeased.status })
       .addError(SessionUnavailable, { status: SessionUnavailable.status })
+      .addError(StorageUnavailable, { status: StorageUnavailable.status })
   )
   .add(
     HttpApiEndpoint.post("compact")`/sessions/${key}/compact`
