@@ -202,13 +202,52 @@ const isAlreadyExists = (e: PlatformError): boolean =>
 const decodeSessionId = Schema.decodeUnknownEither(SessionId)
 
 /** 16 random hex digits (pi uses 8; more keeps ids unique in very long transcripts). */
-const newEntryId = (): string => {
+export const newEntryId = (): string => {
   const u = crypto.randomUUID()
   return u.slice(0, 8) + u.slice(9, 13) + u.slice(24, 28)
 }
 
+/** The full entry for `input`: `type`, `id`, `parentId`, `timestamp` first, then its fields. */
+export const completeEntry = (input: NewEntry, parentId: string | null, iso: string): TranscriptEntry => {
+  const entry: Record<string, unknown> = {
+    type: input.type,
+    id: input.id ?? newEntryId(),
+    parentId,
+    timestamp: iso
+  }
+  for (const [field, value] of Object.entries(input)) {
+    if (!(field in entry) && value !== undefined) entry[field] = value
+  }
+  if (!isTranscriptEntry(entry)) {
+    throw new TypeError(`not a transcript entry: ${JSON.stringify(entry).slice(0, 200)}`)
+  }
+  return entry
+}
+
+/** The pi v3 header of a new transcript. */
+export const sessionHeader = (
+  sessionId: string,
+  iso: string,
+  cwd: string,
+  sessionKey: string | undefined
+): SessionHeader => ({
+  type: "session",
+  version: 3,
+  id: sessionId,
+  timestamp: iso,
+  cwd,
+  ...(sessionKey !== undefined ? { sessionKey } : {})
+})
+
 /** Append latency in ms, fed with the `Duration`s `Metric.trackDuration` measures. */
 const appendDurationMs = Metrics.transcriptAppendDuration.pipe(Metric.mapInput(Duration.toMillis))
+
+/** Every append is a span of its own and one sample of `converge_transcript_append_duration_ms`. */
+export const timedAppend = <A, E, R>(name: string, sessionId: string, effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Metric.trackDuration(appendDurationMs),
+    Tracing.withSpan(name, { attributes: { "session.id": sessionId } })
+  )
 
 const make = (options: TranscriptOptions) =>
   Effect.gen(function* () {
@@ -918,32 +957,8 @@ const make = (options: TranscriptOptions) =>
       )
 
     const headerLine = (s: Session, iso: string, sessionKey: string | undefined) => {
-      const header: SessionHeader = {
-        type: "session",
-        version: 3,
-        id: s.sessionId,
-        timestamp: iso,
-        cwd,
-        ...(sessionKey !== undefined ? { sessionKey } : {})
-      }
+      const header = sessionHeader(s.sessionId, iso, cwd, sessionKey)
       return { text: JSON.stringify(header), value: { _tag: "Header", header } as const }
-    }
-
-    /** The full entry for `input`: `type`, `id`, `parentId`, `timestamp` first, then its fields. */
-    const complete = (input: NewEntry, parentId: string | null, iso: string): TranscriptEntry => {
-      const entry: Record<string, unknown> = {
-        type: input.type,
-        id: input.id ?? newEntryId(),
-        parentId,
-        timestamp: iso
-      }
-      for (const [field, value] of Object.entries(input)) {
-        if (!(field in entry) && value !== undefined) entry[field] = value
-      }
-      if (!isTranscriptEntry(entry)) {
-        throw new TypeError(`not a transcript entry: ${JSON.stringify(entry).slice(0, 200)}`)
-      }
-      return entry
     }
 
     const append = (
@@ -964,7 +979,7 @@ const make = (options: TranscriptOptions) =>
               // An entry that is not one is the caller's bug: a defect, and nothing is written.
               yield* Effect.sync(() => {
                 for (const input of entries) {
-                  const entry = complete(input, parentId, iso)
+                  const entry = completeEntry(input, parentId, iso)
                   const id = (entry as { id: string }).id
                   lines.push({ text: JSON.stringify(entry), value: { _tag: "Entry", entry } })
                   appended.push({ seq: seq++, id })
@@ -1115,13 +1130,6 @@ const make = (options: TranscriptOptions) =>
       }).pipe(Effect.zipRight(Effect.suspend(() => (indexDirty ? writeIndex : Effect.void))))
     )
 
-    // Every append is a span of its own and one sample of `converge_transcript_append_duration_ms`.
-    const timed = <A, E>(name: string, sessionId: string, effect: Effect.Effect<A, E>) =>
-      effect.pipe(
-        Metric.trackDuration(appendDurationMs),
-        Tracing.withSpan(name, { attributes: { "session.id": sessionId } })
-      )
-
     /** What the parsed-transcript cache holds (for tests and the soak benchmark). */
     const cacheStats: Effect.Effect<CacheStats> = Effect.sync(() => {
       let leases = 0
@@ -1137,9 +1145,9 @@ const make = (options: TranscriptOptions) =>
     return {
       cacheStats,
       append: (sessionId: string, entries: ReadonlyArray<NewEntry>, appendOptions?: AppendOptions) =>
-        timed("converge.transcript.append", sessionId, append(sessionId, entries, appendOptions)),
+        timedAppend("converge.transcript.append", sessionId, append(sessionId, entries, appendOptions)),
       appendCompaction: (sessionId: string, request: CompactionRequest) =>
-        timed("converge.transcript.append_compaction", sessionId, appendCompaction(sessionId, request)),
+        timedAppend("converge.transcript.append_compaction", sessionId, appendCompaction(sessionId, request)),
       read,
       buildContext,
       fold,

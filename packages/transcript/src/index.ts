@@ -48,8 +48,12 @@ export {
   type CompactionAppended,
   type CompactionBuild,
   type CompactionRequest,
+  completeEntry,
   type NewEntry,
+  newEntryId,
   PARSED_BYTES_PER_FILE_BYTE,
+  sessionHeader,
+  timedAppend,
   Transcript,
   type TranscriptOptions,
   type TranscriptRead
