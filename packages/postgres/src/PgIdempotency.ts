@@ -34,7 +34,7 @@ const decodeResult = Schema.decodeUnknown(TurnResult)
 const newToken = (): string => crypto.randomUUID()
 
 /** The record's operations on the database of `SqlClient`. */
-export const make = (
+export const makeIdempotencyRecord = (
   options: PgIdempotencyOptions
 ): Effect.Effect<typeof IdempotencyRecord.Service, never, SqlClient.SqlClient> =>
   Effect.gen(function* () {
@@ -126,4 +126,4 @@ const sweep = (options: PgIdempotencyOptions) =>
 export const layerPgIdempotency = (
   options: PgIdempotencyOptions
 ): Layer.Layer<IdempotencyRecord, never, SqlClient.SqlClient> =>
-  Layer.scoped(IdempotencyRecord, Effect.zipLeft(make(options), sweep(options)))
+  Layer.scoped(IdempotencyRecord, Effect.zipLeft(makeIdempotencyRecord(options), sweep(options)))

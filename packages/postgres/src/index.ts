@@ -5,4 +5,5 @@
 export * as Database from "./Database.js"
 export * from "./PgIdempotency.js"
 export * from "./PgStore.js"
+export * from "./PgTranscript.js"
 export { fromRow, mergeCallSql, mergeFunctionSql, mergeSql, toRow, utf16Key } from "./sessionRow.js"

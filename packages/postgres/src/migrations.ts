@@ -58,8 +58,44 @@ const idempotency = Effect.flatMap(SqlClient.SqlClient, (sql) =>
   )
 )
 
+// Transcripts (PgTranscript.ts): a head row per session, the entries by (session_id, seq) as
+// `json` (the line as written: an export gives the same bytes), compactions unique per session;
+// and the leases that say which gateway may append to a session.
+const transcripts = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  Effect.all(
+    [
+      sql`
+      CREATE TABLE IF NOT EXISTS converge_transcripts (
+        session_id text PRIMARY KEY,
+        header json NOT NULL,
+        next_seq integer NOT NULL DEFAULT 0,
+        last_id text
+      )`,
+      sql`
+      CREATE TABLE IF NOT EXISTS converge_entries (
+        session_id text NOT NULL,
+        seq integer NOT NULL,
+        entry json NOT NULL,
+        compaction_id text,
+        PRIMARY KEY (session_id, seq)
+      )`,
+      sql`
+      CREATE UNIQUE INDEX IF NOT EXISTS converge_entries_compaction
+      ON converge_entries (session_id, compaction_id) WHERE compaction_id IS NOT NULL`,
+      sql`
+      CREATE TABLE IF NOT EXISTS converge_leases (
+        session_id text PRIMARY KEY,
+        owner text NOT NULL,
+        expires_at float8 NOT NULL
+      )`
+    ],
+    { discard: true }
+  )
+)
+
 export const migrations = {
   "1_sessions": sessions,
   "2_merge_function": mergeFunction,
-  "3_idempotency": idempotency
+  "3_idempotency": idempotency,
+  "4_transcripts": transcripts
 }

@@ -10,7 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Fiber, Layer, Option, TestClock } from "effect"
 import * as Database from "../src/Database.js"
-import { make } from "../src/PgIdempotency.js"
+import { makeIdempotencyRecord } from "../src/PgIdempotency.js"
 import { freshDatabase } from "./db.js"
 
 const result = (runId: string): TurnResult => ({
@@ -36,7 +36,7 @@ const twoGateways = Effect.gen(function* () {
   const { url } = yield* freshDatabase("converge_idem")
   const gateway = () =>
     Layer.build(Database.layer({ url, maxConnections: 2 })).pipe(
-      Effect.flatMap((context) => Effect.provide(make({ url, pollMs: 10 }), context))
+      Effect.flatMap((context) => Effect.provide(makeIdempotencyRecord({ url, pollMs: 10 }), context))
     )
   const a = yield* gateway()
   const b = yield* gateway()

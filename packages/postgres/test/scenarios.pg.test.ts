@@ -7,9 +7,12 @@
 import { FileSystem, Path } from "@effect/platform"
 import { describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { Transcript } from "@converge/transcript"
+import { trackIo } from "../../runner/test/harness.js"
 import { scenarios } from "../../runner/test/scenarios.js"
 import * as Database from "../src/Database.js"
 import { importSessionsFile, layerPgStore } from "../src/PgStore.js"
+import { importTranscriptText, layerPgTranscript } from "../src/PgTranscript.js"
 import { freshDatabase } from "./db.js"
 
 // About sessions.json itself, not the store: a corrupt file moved aside (S14), the file two
@@ -42,6 +45,70 @@ describe("scenarios on the PostgreSQL store", () => {
       () =>
         Effect.flatMap(freshDatabase("converge_scn"), ({ url }) =>
           scenario({ variant: { name: "pg", realIo: true, store: pgStoreOn(url) } })
+        ),
+      30_000
+    )
+  }
+})
+
+// The transcript in the database too: the seed `.jsonl` files are imported (as `converge
+// import` does). S12 reads the file itself to show nothing was written.
+const fileTranscriptOnly = new Set([...fileOnly, "S12"])
+
+/** The transcript with every operation counted as real I/O, so the harness's `settle` waits for it. */
+const tracked = Layer.effect(
+  Transcript,
+  Effect.map(Transcript, (t) =>
+    Transcript.make({
+      ...t,
+      append: (...args) => trackIo(t.append(...args)),
+      appendCompaction: (...args) => trackIo(t.appendCompaction(...args)),
+      read: (...args) => trackIo(t.read(...args)),
+      buildContext: (...args) => trackIo(t.buildContext(...args)),
+      fold: (...args) => trackIo(t.fold(...args)),
+      exists: (...args) => trackIo(t.exists(...args)),
+      list: trackIo(t.list)
+    })
+  )
+)
+
+const pgTranscriptOn = (url: string) => (options: { readonly sessionsDir: string }) =>
+  Layer.unwrapEffect(
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const names = yield* fs.readDirectory(options.sessionsDir).pipe(Effect.orElseSucceed(() => []))
+      const seed = Effect.forEach(
+        names.filter((n) => n.endsWith(".jsonl")),
+        (name) =>
+          Effect.flatMap(fs.readFileString(path.join(options.sessionsDir, name)), (text) =>
+            importTranscriptText(url, name.slice(0, -".jsonl".length), text)
+          ),
+        { discard: true }
+      )
+      return tracked.pipe(
+        Layer.provide(layerPgTranscript({ url, leaseMs: 10_000 })),
+        Layer.provide(Layer.effectDiscard(seed)),
+        Layer.provide(Database.layer({ url, maxConnections: 4 }))
+      )
+    })
+  ).pipe(Layer.orDie)
+
+describe("scenarios on the PostgreSQL store and transcript", () => {
+  for (const [name, scenario] of Object.entries(scenarios)) {
+    if (fileTranscriptOnly.has(name.split(" ")[0]!)) continue
+    it.scoped(
+      name,
+      () =>
+        Effect.flatMap(freshDatabase("converge_scn"), ({ url }) =>
+          scenario({
+            variant: {
+              name: "pg-transcript",
+              realIo: true,
+              store: pgStoreOn(url),
+              transcript: pgTranscriptOn(url)
+            }
+          })
         ),
       30_000
     )

@@ -57,6 +57,10 @@ export interface Variant {
     sessionsDir: string
     flushIntervalMs: number
   }) => Layer.Layer<SessionStore, never, FileSystem.FileSystem | Path.Path>
+  /** Another transcript backend (the scenario's files are its seed). */
+  readonly transcript?: (options: {
+    sessionsDir: string
+  }) => Layer.Layer<Transcript, never, FileSystem.FileSystem | Path.Path>
 }
 
 type RunnerServices =
@@ -80,12 +84,14 @@ export const makeLayer = (options: HarnessOptions = {}) => {
   const v = options.variant
   const base = Layer.mergeAll(
     v?.store ? v.store(storeOptions) : SessionStore.layerFile(storeOptions),
-    Transcript.layer({
-      sessionsDir: config.sessionsDir ?? SESSIONS_DIR,
-      leaseMs: 10_000,
-      ...(config.cacheSessions !== undefined ? { cacheSessions: config.cacheSessions } : {}),
-      ...(config.cacheMb !== undefined ? { cacheBytes: config.cacheMb * 1024 * 1024 } : {})
-    }),
+    v?.transcript
+      ? v.transcript({ sessionsDir: config.sessionsDir ?? SESSIONS_DIR })
+      : Transcript.layer({
+          sessionsDir: config.sessionsDir ?? SESSIONS_DIR,
+          leaseMs: 10_000,
+          ...(config.cacheSessions !== undefined ? { cacheSessions: config.cacheSessions } : {}),
+          ...(config.cacheMb !== undefined ? { cacheBytes: config.cacheMb * 1024 * 1024 } : {})
+        }),
     LocalModel.layer({ replyMs: config.localReplyMs ?? 0, summaryMs: config.localSummaryMs ?? 0 })
   ).pipe(Layer.provideMerge(Layer.merge(fs, Path.layer)))
   const runner = (v?.runner ? v.runner(Runner.Default) : Runner.Default).pipe(
@@ -114,8 +120,29 @@ export const collectEvents = (): Effect.Effect<
 
 /** Lets forked fibers run up to their next sleep. */
 export const settle = Effect.gen(function* () {
-  for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+  for (;;) {
+    for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+    if (realIo.inFlight === 0) return
+    // A variant on a real database: its statements answer in real time.
+    yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 1)))
+  }
 })
+
+/** Operations of a real-I/O variant now in flight (it counts them): `settle` waits for them too. */
+export const realIo = { inFlight: 0 }
+
+/** Counts `effect` as real I/O in flight while it runs. */
+export const trackIo = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      realIo.inFlight++
+    }),
+    () => effect,
+    () =>
+      Effect.sync(() => {
+        realIo.inFlight--
+      })
+  )
 
 /** Moves virtual time forward after letting everything reach its sleep. */
 export const advance = (ms: number) =>
