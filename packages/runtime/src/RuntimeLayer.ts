@@ -7,41 +7,48 @@ import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { type Config, StorageError } from "@converge/domain"
 import { IdempotencyRecord, layerWithRecovery, RunnerConfig } from "@converge/runner"
-import { Database, layerPgIdempotency, layerPgStore } from "@converge/postgres"
+import { Database, layerPgIdempotency, layerPgStore, layerPgTranscript } from "@converge/postgres"
 import { SessionStore } from "@converge/store"
 import { Transcript } from "@converge/transcript"
 import { modelLayer } from "./ModelLayer.js"
 
 /**
- * The session store and the idempotency record of `config`: OpenClaw's `sessions.json` and
- * the runner's memory by default; with `CONVERGE_DATABASE_URL`, rows of PostgreSQL (one
- * merge statement each) and keys shared by every gateway on the database, over one pool
- * (connected and migrated first; a database that cannot be reached fails start-up naming the
- * masked URL).
+ * Where the state of `config` lives — the session store, the transcripts and the idempotency
+ * record: by default OpenClaw's `sessions.json` and `<sessionId>.jsonl` files in the sessions
+ * directory, and the runner's memory; with `CONVERGE_DATABASE_URL`, PostgreSQL (one merge
+ * statement per store row, transcript rows appended under a lease, keys shared by every
+ * gateway on the database), over one pool, connected and migrated first: a database that
+ * cannot be reached fails start-up naming the masked URL.
  */
-export const storeLayer = (config: Config) =>
-  config.databaseUrl === undefined
-    ? Layer.merge(
-        SessionStore.layerFile({ sessionsDir: config.sessionsDir, flushIntervalMs: config.flushIntervalMs }),
-        IdempotencyRecord.layerInProcess
-      )
-    : Layer.merge(
-        layerPgStore({ url: config.databaseUrl, flushIntervalMs: config.flushIntervalMs }),
-        layerPgIdempotency({ url: config.databaseUrl })
-      ).pipe(Layer.provide(Database.layer({ url: config.databaseUrl })))
-
-/** Store, transcript and model of `config`, over the file system in context. */
-export const servicesLayer = (config: Config, env: Record<string, string | undefined> = process.env) =>
-  Layer.mergeAll(
-    storeLayer(config),
-    Transcript.layer({
-      sessionsDir: config.sessionsDir,
+export const stateLayer = (config: Config) => {
+  if (config.databaseUrl === undefined) {
+    return Layer.mergeAll(
+      SessionStore.layerFile({ sessionsDir: config.sessionsDir, flushIntervalMs: config.flushIntervalMs }),
+      Transcript.layer({
+        sessionsDir: config.sessionsDir,
+        leaseMs: config.leaseMs,
+        cacheSessions: config.cacheSessions,
+        cacheBytes: config.cacheMb * 1024 * 1024
+      }),
+      IdempotencyRecord.layerInProcess
+    )
+  }
+  const url = config.databaseUrl
+  return Layer.mergeAll(
+    layerPgStore({ url, flushIntervalMs: config.flushIntervalMs }),
+    layerPgTranscript({
+      url,
       leaseMs: config.leaseMs,
       cacheSessions: config.cacheSessions,
       cacheBytes: config.cacheMb * 1024 * 1024
     }),
-    modelLayer(config, env)
-  )
+    layerPgIdempotency({ url })
+  ).pipe(Layer.provide(Database.layer({ url })))
+}
+
+/** State and model of `config`, over the file system in context. */
+export const servicesLayer = (config: Config, env: Record<string, string | undefined> = process.env) =>
+  Layer.mergeAll(stateLayer(config), modelLayer(config, env))
 
 /** The runtime of `config` on the Node file system; start-up recovery runs in the background. */
 export const layer = (config: Config, env: Record<string, string | undefined> = process.env) =>

@@ -1,13 +1,15 @@
 /**
  * Idempotency keys shared through PostgreSQL (`CONVERGE_DATABASE_URL`): a repeat of a turn with
  * the same `Idempotency-Key`, sent to another runtime on the same database or to a runtime
- * started again, returns the first `TurnResult` and runs nothing — the transcript holds the
- * message once. Real database, real file system, the local model.
+ * started again, returns the first `TurnResult` and runs nothing — the transcript (rows of the
+ * same database) holds the message once. Real database, the local model.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect, Exit, Scope } from "effect"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Effect, Exit, Redacted, Scope } from "effect"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { freshDatabase } from "../../postgres/test/db.js"
 import { type ConvergeRuntime, createRuntime, type RuntimeOptions } from "../src/index.js"
@@ -48,11 +50,16 @@ const start = async (sessionsDir: string, options: RuntimeOptions = {}) => {
   return rt
 }
 
-/** How many user messages of the transcript of `sessionId` carry `text`. */
-const linesWith = async (dir: string, sessionId: string, text: string) =>
-  (await readFile(join(dir, `${sessionId}.jsonl`), "utf8"))
-    .split("\n")
-    .filter((line) => line.includes('"role":"user"') && line.includes(text)).length
+/** How many user messages of the transcript of `sessionId` (rows of the database) carry `text`. */
+const linesWith = (_dir: string, sessionId: string, text: string) =>
+  Effect.runPromise(
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM converge_entries
+        WHERE session_id = ${sessionId} AND entry->'message'->>'role' = 'user'
+          AND strpos(entry::text, ${text}) > 0`.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+    ).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl), maxConnections: 1 })))
+  )
 
 describe("idempotency keys in PostgreSQL", () => {
   it("a repeat sent to another runtime returns the first result and runs nothing", async () => {
