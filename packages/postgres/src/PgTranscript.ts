@@ -530,19 +530,27 @@ export const importTranscriptText = (
         message: `cannot import transcript: not a usable session id ${JSON.stringify(sessionId)}`
       })
     const sql = yield* SqlClient.SqlClient
-    const parsed = parseTranscript(text)
+    const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text
+    const parsed = parseTranscript(body)
+    // Each line as written (the line of seq n is physical line n + 1): an export gives it back.
+    const raw = body.split("\n").map((line) => (line.endsWith("\r") ? line.slice(0, -1) : line))
     const entries = parsed.lines.flatMap((line) =>
-      line.entry === undefined ? [] : [{ seq: line.seq, entry: line.entry }]
+      line.entry === undefined
+        ? []
+        : [{ seq: line.seq, entry: line.entry, text: raw[line.seq + 1] ?? JSON.stringify(line.entry) }]
     )
     const first = entries[0]?.entry as { timestamp?: unknown } | undefined
-    const header =
-      parsed.header ??
-      sessionHeader(
-        sessionId,
-        typeof first?.timestamp === "string" ? first.timestamp : new Date(0).toISOString(),
-        "",
-        undefined
-      )
+    const headerText =
+      parsed.header !== undefined
+        ? (raw[0] ?? JSON.stringify(parsed.header))
+        : JSON.stringify(
+            sessionHeader(
+              sessionId,
+              typeof first?.timestamp === "string" ? first.timestamp : new Date(0).toISOString(),
+              "",
+              undefined
+            )
+          )
     const last = entries[entries.length - 1]?.entry as { id?: unknown } | undefined
     let inserted = 0
     yield* sql
@@ -551,7 +559,7 @@ export const importTranscriptText = (
           yield* sql.unsafe(
             `INSERT INTO converge_transcripts (session_id, header, next_seq, last_id) VALUES ($1, $2::json, 0, NULL)
            ON CONFLICT (session_id) DO NOTHING`,
-            [sessionId, JSON.stringify(header)]
+            [sessionId, headerText]
           )
           for (let i = 0; i < entries.length; i += 500) {
             const batch = entries.slice(i, i + 500)
@@ -584,3 +592,32 @@ export const importTranscriptText = (
       .pipe(Effect.mapError(storageError(url, `cannot import transcript ${sessionId} into`)))
     return { sessionId, inserted, skipped: parsed.lines.length - entries.length }
   })
+
+/** The session ids with a transcript in the database, in order. */
+export const listTranscripts = (
+  url: string
+): Effect.Effect<ReadonlyArray<string>, StorageError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql<{ session_id: string }>`SELECT session_id FROM converge_transcripts ORDER BY session_id`.pipe(
+      Effect.map((rows) => rows.map((r) => r.session_id)),
+      Effect.mapError(storageError(url, "cannot list transcripts in"))
+    )
+  )
+
+/**
+ * The transcript of `sessionId` as pi v3 JSONL — the header line, then each entry's line as it
+ * was written — or `undefined` when the database has none.
+ */
+export const exportTranscriptText = (
+  url: string,
+  sessionId: string
+): Effect.Effect<string | undefined, StorageError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const heads = yield* sql<{ header: string }>`
+      SELECT header::text AS header FROM converge_transcripts WHERE session_id = ${sessionId}`
+    if (heads[0] === undefined) return undefined
+    const rows = yield* sql<{ line: string }>`
+      SELECT entry::text AS line FROM converge_entries WHERE session_id = ${sessionId} ORDER BY seq`
+    return [heads[0].header, ...rows.map((r) => r.line)].map((line) => `${line}\n`).join("")
+  }).pipe(Effect.mapError(storageError(url, `cannot export transcript ${sessionId} from`)))
