@@ -150,12 +150,14 @@ const importCommand = Command.make("import", { sessionsDir, databaseUrl, json },
       process.env
     )
     if (o.json) return yield* print(r)
-    yield* Console.log(`imported ${r.file}: ${r.merged} entries merged, ${r.changed} rows changed`)
+    yield* Console.log(
+      `imported ${r.file}: ${r.merged} entries merged, ${r.changed} rows changed; ${r.transcripts} transcripts, ${r.entries} transcript entries added`
+    )
     for (const u of r.unreadable) yield* Console.log(`  not imported: ${u.problem}`)
   })
 ).pipe(
   Command.withDescription(
-    "Merges the directory's sessions.json into the database (CONVERGE_DATABASE_URL); idempotent, safe beside running gateways."
+    "Merges the directory's sessions.json and transcripts into the database (CONVERGE_DATABASE_URL); idempotent, safe beside running gateways."
   )
 )
 
@@ -166,10 +168,14 @@ const exportCommand = Command.make("export", { sessionsDir, databaseUrl, json },
       Option.getOrUndefined(o.databaseUrl),
       process.env
     )
-    yield* o.json ? print(r) : Console.log(`exported ${r.sessions} sessions to ${r.file}`)
+    if (o.json) return yield* print(r)
+    yield* Console.log(`exported ${r.sessions} sessions to ${r.file}, and ${r.transcripts} transcripts`)
+    for (const s of r.skipped) yield* Console.log(`  not written (it exists): ${s}`)
   })
 ).pipe(
-  Command.withDescription("Writes the database's session entries as a new sessions.json in the directory.")
+  Command.withDescription(
+    "Writes the database's session entries as a new sessions.json in the directory, and each transcript as <sessionId>.jsonl."
+  )
 )
 
 const root = Command.make("converge", {}, () =>

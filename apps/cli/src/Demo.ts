@@ -234,7 +234,8 @@ export const demo = (options: {
           SessionUnavailable: (e) => Effect.fail(CliError.of(e.message)),
           InvalidSessionKey: (e) => Effect.fail(CliError.of(e.message)),
           ShuttingDown: (e) => Effect.fail(CliError.of(e.message)),
-          Overloaded: (e) => Effect.fail(CliError.of(e.message))
+          Overloaded: (e) => Effect.fail(CliError.of(e.message)),
+          StorageUnavailable: (e) => Effect.fail(CliError.of(e.message))
         })
       )
       yield* out.line("")

@@ -1,8 +1,10 @@
 /**
  * `converge import` and `converge export` as a person runs them: the built binary, a copy of
- * the fixture directory and a fresh database on the machine's PostgreSQL.
+ * the fixture directory (sessions.json and transcripts) and a fresh database on the machine's
+ * PostgreSQL.
  */
 import { execFileSync } from "node:child_process"
+import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { cleanup, converge, fixtureCopy, sessionsJson, snapshot, tempDir } from "./helpers.js"
@@ -34,8 +36,15 @@ describe("converge import | export", () => {
     expect(first.code).toBe(0)
     const entries = Object.keys(sessionsJson(dir)).length
     expect(first.stdout).toContain(`${entries} entries merged, ${entries} rows changed`)
+    const transcripts = readdirSync(dir).filter((n) => n.endsWith(".jsonl"))
+    expect(first.stdout).toContain(`${transcripts.length} transcripts`)
     const second = await converge(["import", "--sessions-dir", dir, "--json"], { CONVERGE_DATABASE_URL: url })
-    expect(JSON.parse(second.stdout)).toMatchObject({ merged: entries, changed: 0 })
+    expect(JSON.parse(second.stdout)).toMatchObject({
+      merged: entries,
+      changed: 0,
+      transcripts: transcripts.length,
+      entries: 0
+    })
     // Import reads the directory; it writes nothing there.
     expect(snapshot(dir)).toEqual(before)
 
@@ -48,6 +57,11 @@ describe("converge import | export", () => {
     expect(Object.keys(written).sort()).toEqual(Object.keys(original).sort())
     for (const [key, entry] of Object.entries(original))
       expect(written[key]).toMatchObject({ sessionId: entry.sessionId })
+    // Each transcript comes out as it went in, line for line (a torn last line is not an entry).
+    for (const name of transcripts) {
+      const text = readFileSync(join(dir, name), "utf8")
+      expect(readFileSync(join(out, name), "utf8")).toBe(text.slice(0, text.lastIndexOf("\n") + 1))
+    }
 
     // An existing sessions.json is never replaced.
     const again = await converge(["export", "--sessions-dir", out], { CONVERGE_DATABASE_URL: url })
