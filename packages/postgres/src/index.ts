@@ -3,6 +3,7 @@
  * its migrations, and the session store's backend whose merge is one SQL statement.
  */
 export * as Database from "./Database.js"
+export * from "./PgEvents.js"
 export * from "./PgIdempotency.js"
 export * from "./PgStore.js"
 export * from "./PgTranscript.js"

@@ -1,8 +1,11 @@
 /**
+ * Runtimes sharing one PostgreSQL database (`CONVERGE_DATABASE_URL`).
+ *
  * Idempotency keys shared through PostgreSQL (`CONVERGE_DATABASE_URL`): a repeat of a turn with
  * the same `Idempotency-Key`, sent to another runtime on the same database or to a runtime
  * started again, returns the first `TurnResult` and runs nothing — the transcript (rows of the
- * same database) holds the message once. Real database, the local model.
+ * same database) holds the message once. Lifecycle events published by one runtime reach the
+ * subscribers of the other, in order, `CompactionCompleted` once. Real database, the local model.
  */
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
@@ -12,6 +15,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import { Effect, Exit, Redacted, Scope } from "effect"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { freshDatabase } from "../../postgres/test/db.js"
+import type { LifecycleEvent } from "@converge/domain"
 import { type ConvergeRuntime, createRuntime, type RuntimeOptions } from "../src/index.js"
 
 let scope: Scope.CloseableScope
@@ -106,5 +110,35 @@ describe("idempotency keys in PostgreSQL", () => {
     const result = await first
     expect(repeat).toEqual(result)
     expect(await linesWith(dir, result.sessionId, "slow hello")).toBe(1)
+  })
+})
+
+describe("lifecycle events across runtimes on one database", () => {
+  it("a subscriber of one runtime sees the other's events, CompactionCompleted once", async () => {
+    const dir = await tempDir()
+    const small = { contextWindow: 2_000, reserveTokens: 500, keepRecentTokens: 200 }
+    const a = await start(dir, small)
+    const b = await start(dir, small)
+    const seenOnB: Array<LifecycleEvent> = []
+    const seenOnA: Array<LifecycleEvent> = []
+    b.subscribe((e) => seenOnB.push(e))
+    a.subscribe((e) => seenOnA.push(e))
+    for (let i = 0; i < 3; i++) {
+      const turn = await a.turn("agent:main:events", `message ${i}: ${"words to compact later. ".repeat(60)}`)
+      expect(turn.outcome).toBe("completed")
+    }
+    const compacted = await a.compact("agent:main:events", { waitMs: 10_000 })
+    expect(compacted.state).toBe("completed")
+    const completedOn = (seen: ReadonlyArray<LifecycleEvent>) =>
+      seen.filter((e) => e._tag === "CompactionCompleted" && e.compactionId === compacted.compactionId)
+    for (let i = 0; i < 400 && completedOn(seenOnB).length === 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(completedOn(seenOnB)).toHaveLength(1)
+    // In the order A published them (the relay adds nothing of its own).
+    const tags = (seen: ReadonlyArray<LifecycleEvent>) =>
+      seen.filter((e) => e.sessionKey === "agent:main:events").map((e) => e._tag)
+    expect(tags(seenOnB)).toEqual(tags(seenOnA))
+    // And nothing comes back to A twice.
+    expect(completedOn(seenOnA)).toHaveLength(1)
   })
 })
