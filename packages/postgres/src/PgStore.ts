@@ -93,9 +93,23 @@ export const makeBackend = (
         Effect.mapError((e) => (e instanceof StorageError ? e : fail(e)))
       )
 
+    // Other gateways write the rows too: a session this one is about to work on is read again.
+    const reload: NonNullable<Backend["reload"]> = (key) =>
+      sql<SessionRow>`SELECT * FROM ${sql(SESSIONS_TABLE)} WHERE session_key = ${key}`.pipe(
+        Effect.map((rows) => {
+          const row = rows[0]
+          if (row === undefined) return Option.none()
+          const entry = fromRow(row)
+          seen.set(key, entry)
+          return Option.some(entry)
+        }),
+        Effect.mapError(fail)
+      )
+
     return {
       load,
       persist,
+      reload,
       unreadable: Effect.succeed(new Map()),
       flushIntervalMs: Option.some(options.flushIntervalMs ?? 50)
     }

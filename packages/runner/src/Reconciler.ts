@@ -10,7 +10,8 @@ import {
   type SessionEntry,
   sessionIdProblem,
   SessionNotFound,
-  SessionUnavailable
+  SessionUnavailable,
+  StorageUnavailable
 } from "@converge/domain"
 import { mergeEntries, type SessionPatch, SessionStore } from "@converge/store"
 import { type Fold, Transcript } from "@converge/transcript"
@@ -384,6 +385,26 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
         Option.isSome(found) ? Effect.succeed(found.value) : Effect.fail(SessionNotFound.of(key))
       )
 
-    return { apply, applyAll, ordinalOf, create, recover, ensureRecovered, session, findSession } as const
+    /**
+     * Reads the stored entry of `key` again before a turn works on it: on a database other
+     * gateways changed it meanwhile (a store only this process writes answers at once). A store
+     * that cannot be read answers `StorageUnavailable`: nothing was done yet, retry.
+     */
+    const refresh = (key: string): Effect.Effect<void, StorageUnavailable> =>
+      store
+        .refresh(key)
+        .pipe(Effect.mapError((e) => new StorageUnavailable({ message: e.message, retryAfterMs: 1000 })))
+
+    return {
+      apply,
+      applyAll,
+      ordinalOf,
+      create,
+      recover,
+      ensureRecovered,
+      session,
+      findSession,
+      refresh
+    } as const
   })
 }) {}

@@ -451,6 +451,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           })
         // The part of a turn after its admission.
         const admitted = Effect.gen(function* () {
+          yield* reconciler.refresh(key)
           const initial = yield* ensureSession(key)
           const span = yield* Tracing.currentSpan
           Tracing.attribute(span, "run.id", runId)

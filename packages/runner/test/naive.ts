@@ -195,6 +195,7 @@ export const naiveStore: Variant = {
         return SessionStore.make({
           get: (key) => Effect.sync(() => Option.fromNullable(entries.get(key))),
           list: Effect.sync(() => [...entries.entries()]),
+          refresh: () => Effect.void,
           merge: (key, patch) =>
             Effect.gen(function* () {
               const next = { ...entries.get(key), ...patch } as SessionEntry

@@ -113,6 +113,29 @@ describe("idempotency keys in PostgreSQL", () => {
   })
 })
 
+describe("a session moving between runtimes on one database", () => {
+  it("is continued where the other left it: same session, its count and transcript", async () => {
+    const dir = await tempDir()
+    const small = { contextWindow: 2_000, reserveTokens: 500, keepRecentTokens: 200 }
+    // B starts first: what A does later is not in what B loaded at its start.
+    const b = await start(dir, small)
+    const a = await start(dir, small)
+    for (let i = 0; i < 3; i++)
+      await a.turn("agent:main:moving", `message ${i}: ${"words to compact later. ".repeat(60)}`)
+    const compacted = await a.compact("agent:main:moving", { waitMs: 10_000 })
+    expect(compacted.state).toBe("completed")
+    const before = await a.status("agent:main:moving")
+    await a.dispose() // flushes its store and gives its leases back
+    const next = await b.turn("agent:main:moving", "and now on b")
+    expect(next.outcome).toBe("completed")
+    expect(next.sessionId).toBe(before?.sessionId)
+    expect(next.status.compactionCount).toBe(1)
+    expect(next.status.generation).toBe(before?.generation)
+    expect(await linesWith(dir, next.sessionId, "message 0")).toBe(1)
+    expect(await linesWith(dir, next.sessionId, "and now on b")).toBe(1)
+  })
+})
+
 describe("lifecycle events across runtimes on one database", () => {
   it("a subscriber of one runtime sees the other's events, CompactionCompleted once", async () => {
     const dir = await tempDir()

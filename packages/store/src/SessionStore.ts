@@ -138,6 +138,29 @@ const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, 
         )
       )
 
+    /**
+     * Joins the stored entry of `key` into memory: the owned fields by the lattice; the others
+     * take the stored value unless this process changed them and has not written them yet.
+     */
+    const refresh = (
+      reload: NonNullable<Backend["reload"]>,
+      key: string
+    ): Effect.Effect<void, StorageError> =>
+      Effect.flatMap(reload(key), (stored) =>
+        Option.isNone(stored)
+          ? Effect.void
+          : Ref.update(state, (s): State => {
+              const mine = HashMap.get(s.entries, key)
+              const dirty = HashMap.has(s.dirty, key)
+              const next = Option.isNone(mine)
+                ? stored.value
+                : mergeFileWithMemory(stored.value, mine.value, dirty ? undefined : mine.value)
+              if (Option.isSome(mine) && (mine.value === next || jsonEqual(mine.value, next))) return s
+              changes.unsafeOffer({ key, entry: next })
+              return { ...s, entries: HashMap.set(s.entries, key, next) }
+            })
+      )
+
     /** Takes what is dirty, has the backend merge and store it, then folds what it found back into memory. */
     const flushOnce: Effect.Effect<void, StorageError> = flushing.withPermits(1)(
       Effect.gen(function* () {
@@ -243,6 +266,7 @@ const make = (backend: Backend): Effect.Effect<SessionStoreShape, StorageError, 
         [...s.entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, e]) => [k, e] as const)
       ),
       merge,
+      refresh: (key: string) => (backend.reload === undefined ? Effect.void : refresh(backend.reload, key)),
       flush: flushOnce,
       changes: Stream.fromPubSub(changes),
       corrupt: Ref.get(corrupt),
@@ -265,6 +289,11 @@ export interface SessionStoreShape {
   readonly list: Effect.Effect<ReadonlyArray<readonly [string, SessionEntry]>>
   /** Joins `patch` into the entry of `key` (one atomic `Ref.modify`) and returns the result. */
   readonly merge: (key: string, patch: SessionPatch) => Effect.Effect<SessionEntry>
+  /**
+   * Joins what the backend stores for `key` into memory, for a backend other live processes
+   * write too (a database); nothing for the file and memory backends, whose process has it all.
+   */
+  readonly refresh: (key: string) => Effect.Effect<void, StorageError>
   /** Writes everything dirty now (merged with what is stored); nothing when nothing changed. */
   readonly flush: Effect.Effect<void, StorageError>
   /** Entries as merges and flushes change them (subscribe before the changes you want to see). */

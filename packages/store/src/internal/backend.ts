@@ -40,6 +40,11 @@ export interface Backend {
   readonly unreadable: Effect.Effect<ReadonlyMap<string, string>>
   /** The write-behind interval; none for a backend that keeps nothing (memory). */
   readonly flushIntervalMs: Option.Option<number>
+  /**
+   * The stored entry of one key, as other processes may have changed it since the load: for a
+   * backend shared by live processes (a database). Absent: this process's memory is current.
+   */
+  readonly reload?: (key: string) => Effect.Effect<Option.Option<SessionEntry>, StorageError>
 }
 
 /** The memory backend: nothing is stored beyond the store's own `Ref`. */
