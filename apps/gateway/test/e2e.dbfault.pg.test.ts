@@ -86,6 +86,7 @@ describe("the database stopped for 5 s under load", () => {
     const statuses: Record<string, number> = {}
     const completed: Array<{ sessionId: string; message: string; reply: string }> = []
     const retryAfter = new Set<string | null>()
+    const errors: Array<string> = []
     let phase: "before" | "away" | "back" = "before"
     const byPhase: Record<string, Record<string, number>> = { before: {}, away: {}, back: {} }
     const startedAt = Date.now()
@@ -100,6 +101,8 @@ describe("the database stopped for 5 s under load", () => {
         statuses[key] = (statuses[key] ?? 0) + 1
         byPhase[phase]![key] = (byPhase[phase]![key] ?? 0) + 1
         if (answer.status === 503) retryAfter.add(answer.headers.get("retry-after"))
+        if (answer.status >= 500 && answer.status !== 503)
+          errors.push(JSON.stringify(answer.body).slice(0, 300))
         if (answer.status === 200 && answer.body.outcome === "completed" && answer.body.reply !== undefined)
           completed.push({ sessionId: answer.body.sessionId, message, reply: answer.body.reply })
         await new Promise((resolve) => setTimeout(resolve, 20))
@@ -115,6 +118,13 @@ describe("the database stopped for 5 s under load", () => {
     }
     await Promise.all([outage(), ...Array.from({ length: 4 }, (_, w) => worker(w))])
     console.log(`database fault: answers by phase ${JSON.stringify(byPhase)}`)
+    if (errors.length > 0)
+      console.log(
+        `database fault: errors ${errors.join("\n")}\n${gateway.logs
+          .filter((l) => l.status === 500 || (l.level !== "INFO" && l.level !== "DEBUG"))
+          .map((l) => JSON.stringify(l).slice(0, 1500))
+          .join("\n")}`
+      )
     expect(Object.keys(statuses).filter((k) => k.startsWith("5") && !k.startsWith("503"))).toEqual([])
     expect(byPhase.away!["503"] ?? 0).toBeGreaterThan(0)
     expect([...retryAfter].every((v) => v !== null && Number(v) >= 1)).toBe(true)

@@ -7,9 +7,9 @@
 import { maskUrl, StorageError } from "@converge/domain"
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Duration, Effect, Layer, Redacted } from "effect"
+import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { migrations } from "./migrations.js"
 
 /** Options of the database layer. */
@@ -33,6 +33,19 @@ export const storageError =
     const detail = cause === "" || cause === e.message ? e.message : `${e.message}: ${cause}`
     return new StorageError({ path: maskUrl(url), message: `${what} ${maskUrl(url)}: ${detail}` })
   }
+
+/**
+ * `@effect/sql`'s `withTransaction` dies when its COMMIT or ROLLBACK fails (the connection was
+ * lost at that moment); this gives such a death back as the `SqlError` it is, so a caller can
+ * answer it as an error instead of a defect. (Whether a failed COMMIT took effect is unknown:
+ * nothing was acknowledged, and the transcript says what was written.)
+ */
+export const transactionErrors = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> =>
+  Effect.catchSomeDefect(effect, (defect) =>
+    defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none()
+  )
 
 /** Runs the migrations, one gateway at a time. */
 export const migrate = (url: string): Effect.Effect<void, StorageError, SqlClient.SqlClient> =>

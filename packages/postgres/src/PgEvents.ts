@@ -138,6 +138,11 @@ export const relay = (options: PgEventsOptions) =>
     })
 
     const ready = yield* Deferred.make<void>()
+    // Whether the last attempt was listening: a loss is said (a warning, one `Resync`) once,
+    // when listening stops, not at every attempt while the database is away.
+    let wasListening = false
+    let everListened = false
+    let failedAttempts = 0
     const session = Effect.gen(function* () {
       const listener = yield* Effect.fork(listenOnce)
       const alive = Effect.repeat(probe(probeTimeoutMs), {
@@ -145,13 +150,28 @@ export const relay = (options: PgEventsOptions) =>
         schedule: Schedule.spaced(Duration.millis(probeEveryMs))
       })
       if (yield* listening) {
+        // Events sent while this gateway was not listening are lost: its subscribers resync.
+        if (everListened && failedAttempts > 0) {
+          yield* Effect.logInfo(`events on ${where}: listening again after ${failedAttempts} attempts`)
+          yield* lost
+        }
+        everListened = true
+        wasListening = true
+        failedAttempts = 0
         yield* Deferred.succeed(ready, undefined)
         yield* Effect.raceFirst(alive, Fiber.join(listener).pipe(Effect.ignore))
       }
       yield* Fiber.interrupt(listener)
-      yield* Effect.logWarning(`events on ${where}: not listening (the connection was lost); listening again`)
-      yield* lost
-      yield* Effect.sleep(Duration.millis(100))
+      if (wasListening) {
+        wasListening = false
+        yield* Effect.logWarning(
+          `events on ${where}: not listening (the connection was lost); listening again`
+        )
+        yield* lost
+      }
+      failedAttempts++
+      // 100 ms, doubling, at most 2 s between attempts while the database is away.
+      yield* Effect.sleep(Duration.millis(Math.min(2_000, 100 * 2 ** Math.min(failedAttempts - 1, 5))))
     })
     yield* Effect.forkScoped(Effect.forever(session))
     yield* Deferred.await(ready).pipe(

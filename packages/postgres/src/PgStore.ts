@@ -16,7 +16,7 @@ import {
 } from "@converge/store"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, HashMap, type Layer, Option } from "effect"
-import { storageError } from "./Database.js"
+import { storageError, transactionErrors } from "./Database.js"
 import { fromRow, mergeCallSql, type SessionRow, toRow } from "./sessionRow.js"
 
 /** Options of the PostgreSQL store. */
@@ -81,6 +81,7 @@ export const makeBackend = (
         return stored
       }).pipe(
         sql.withTransaction,
+        transactionErrors,
         Effect.map((stored) => {
           for (const [key, entry] of stored) seen.set(key, entry)
           return {
@@ -166,7 +167,7 @@ export const importSessionsFile = (
           { discard: true }
         )
       )
-      .pipe(Effect.mapError(fail))
+      .pipe(transactionErrors, Effect.mapError(fail))
     return {
       merged: parsed.entries.length,
       changed,

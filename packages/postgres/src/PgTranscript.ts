@@ -53,7 +53,7 @@ import {
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Duration, Effect, Either, Layer, Schedule, Schema, type Scope } from "effect"
-import { storageError } from "./Database.js"
+import { storageError, transactionErrors } from "./Database.js"
 
 /** Options of the PostgreSQL transcript. */
 export interface PgTranscriptOptions {
@@ -285,29 +285,31 @@ export const makePgTranscript = (
         yield* checkId(sessionId)
         const now = yield* Clock.currentTimeMillis
         const iso = new Date(now).toISOString()
-        const done = yield* sql.withTransaction(
-          Effect.gen(function* () {
-            yield* takeLease(sessionId)
-            const header = sessionHeader(sessionId, iso, cwd, sessionKey)
-            yield* sql.unsafe(
-              `INSERT INTO converge_transcripts (session_id, header, next_seq) VALUES ($1, $2::json, 0)
+        const done = yield* transactionErrors(
+          sql.withTransaction(
+            Effect.gen(function* () {
+              yield* takeLease(sessionId)
+              const header = sessionHeader(sessionId, iso, cwd, sessionKey)
+              yield* sql.unsafe(
+                `INSERT INTO converge_transcripts (session_id, header, next_seq) VALUES ($1, $2::json, 0)
                ON CONFLICT (session_id) DO NOTHING`,
-              [sessionId, JSON.stringify(header)]
-            )
-            const heads = yield* sql<HeadRow>`
+                [sessionId, JSON.stringify(header)]
+              )
+              const heads = yield* sql<HeadRow>`
               SELECT header, next_seq, last_id FROM converge_transcripts
               WHERE session_id = ${sessionId} FOR UPDATE`
-            const head = heads[0]
-            if (head === undefined) return yield* Effect.die(new Error(`no head row for ${sessionId}`))
-            const c = cache.get(sessionId) ?? emptyCached(sessionId)
-            setHeader(c, head.header)
-            const missing = yield* sql<EntryRow>`
+              const head = heads[0]
+              if (head === undefined) return yield* Effect.die(new Error(`no head row for ${sessionId}`))
+              const c = cache.get(sessionId) ?? emptyCached(sessionId)
+              setHeader(c, head.header)
+              const missing = yield* sql<EntryRow>`
               SELECT seq, entry FROM converge_entries
               WHERE session_id = ${sessionId} AND seq >= ${c.fold.nextSeq} ORDER BY seq`
-            absorb(c, missing)
-            const out = yield* f(c, { nextSeq: Number(head.next_seq), lastId: head.last_id }, now)
-            return { c, out }
-          })
+              absorb(c, missing)
+              const out = yield* f(c, { nextSeq: Number(head.next_seq), lastId: head.last_id }, now)
+              return { c, out }
+            })
+          )
         )
         absorb(done.c, done.out.rows)
         cache.set(sessionId, done.c)
@@ -589,7 +591,10 @@ export const importTranscriptText = (
           WHERE session_id = ${sessionId}`
         })
       )
-      .pipe(Effect.mapError(storageError(url, `cannot import transcript ${sessionId} into`)))
+      .pipe(
+        transactionErrors,
+        Effect.mapError(storageError(url, `cannot import transcript ${sessionId} into`))
+      )
     return { sessionId, inserted, skipped: parsed.lines.length - entries.length }
   })
 
