@@ -3,10 +3,10 @@
  * with SIGKILL between the compaction's append and the store's flush (S9), and two gateways
  * sharing a directory (S13).
  */
-import { randomUUID } from "node:crypto"
 import { readFile, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { writeOpenClawSession } from "./support/openclaw.js"
 import { killAll, startGateway, stopGateway } from "./support/process.js"
 import {
   client,
@@ -39,48 +39,6 @@ type SessionsFile = Record<
 
 const readSessions = async (dir: string) =>
   JSON.parse(await readFile(join(dir, "sessions.json"), "utf8")) as SessionsFile
-
-/** An OpenClaw-style session on disk: three exchanges in a pi v3 transcript, its store entry saying 0. */
-const writeOpenClawSession = async (dir: string, key: string) => {
-  const sessionId = randomUUID()
-  const t0 = Date.UTC(2026, 9, 1, 9)
-  const lines: Array<unknown> = [
-    { type: "session", version: 3, id: sessionId, timestamp: new Date(t0).toISOString(), cwd: "/home/user" }
-  ]
-  let parentId: string | null = null
-  for (let i = 0; i < 6; i++) {
-    const id = `m${i}`
-    const at = t0 + i * 1_000
-    const message =
-      i % 2 === 0
-        ? { role: "user", content: paragraph(i), timestamp: at }
-        : {
-            role: "assistant",
-            content: [{ type: "text", text: `answer ${i}` }],
-            stopReason: "stop",
-            timestamp: at
-          }
-    lines.push({ type: "message", id, parentId, timestamp: new Date(at).toISOString(), message })
-    parentId = id
-  }
-  await writeFile(join(dir, `${sessionId}.jsonl`), `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`)
-  await writeFile(
-    join(dir, "sessions.json"),
-    JSON.stringify({
-      [key]: {
-        sessionId,
-        updatedAt: t0 + 6_000,
-        compactionCount: 0,
-        totalTokens: 1_234,
-        totalTokensFresh: true,
-        contextTokens: 2_000,
-        model: "claude-sonnet-4-5",
-        deliveryContext: { channel: "telegram", to: "user:4242" }
-      }
-    })
-  )
-  return sessionId
-}
 
 describe("gateway processes on one sessions directory", { timeout: 60_000 }, () => {
   it("S9: killed with SIGKILL after the compaction entry is durable but before the flush; a new gateway counts it once, with its tokens", async () => {
