@@ -100,6 +100,13 @@ interface HeadRow {
 
 const decodeSessionId = Schema.decodeUnknownEither(SessionId)
 
+/** The `compaction_id` column of an entry: its `compactionId` (or `id`) for a compaction, else none. */
+const compactionIdOf = (entry: TranscriptEntry): string | null => {
+  if (entry.type !== "compaction") return null
+  const e = entry as Record<string, unknown>
+  return String(e.compactionId ?? e.id)
+}
+
 /** In memory, a cached entry takes about this many bytes per byte of its JSON. */
 const BYTES_PER_JSON_BYTE = 2
 
@@ -268,84 +275,79 @@ export const makePgTranscript = (
 
     // ---- appending ----------------------------------------------------------------------
 
-    /** Runs `f` on the session's head row, leased and locked, in one transaction; then updates the cache. */
-    const withHead = <A>(
+    /** How many times an append builds again on a head another writer moved, before it gives up. */
+    const ATTEMPTS = 5
+
+    /**
+     * Appends what `plan` builds on the transcript as this process knows it: one statement
+     * (`converge_append`) takes or renews the lease and inserts the entries if the head is
+     * still where `plan` saw it; when it moved, the new rows are read and `plan` builds again.
+     * While this process holds the lease its copy is exact, so an append is one round trip.
+     */
+    const appendPlanned = <A>(
       sessionId: string,
       sessionKey: string | undefined,
-      f: (
+      plan: (
         c: Cached,
-        head: { nextSeq: number; lastId: string | null },
         now: number
       ) => Effect.Effect<
-        { readonly result: A; readonly rows: ReadonlyArray<EntryRow> },
-        SqlError | StorageError
+        { readonly result: A; readonly entries: ReadonlyArray<TranscriptEntry> },
+        StorageError
       >
     ): Effect.Effect<A, SessionLeased | StorageError> =>
       Effect.gen(function* () {
         yield* checkId(sessionId)
-        const now = yield* Clock.currentTimeMillis
-        const iso = new Date(now).toISOString()
-        const done = yield* transactionErrors(
-          sql.withTransaction(
-            Effect.gen(function* () {
-              yield* takeLease(sessionId)
-              const header = sessionHeader(sessionId, iso, cwd, sessionKey)
-              yield* sql.unsafe(
-                `INSERT INTO converge_transcripts (session_id, header, next_seq) VALUES ($1, $2::json, 0)
-               ON CONFLICT (session_id) DO NOTHING`,
-                [sessionId, JSON.stringify(header)]
-              )
-              const heads = yield* sql<HeadRow>`
-              SELECT header, next_seq, last_id FROM converge_transcripts
-              WHERE session_id = ${sessionId} FOR UPDATE`
-              const head = heads[0]
-              if (head === undefined) return yield* Effect.die(new Error(`no head row for ${sessionId}`))
-              const c = cache.get(sessionId) ?? emptyCached(sessionId)
-              setHeader(c, head.header)
-              const missing = yield* sql<EntryRow>`
-              SELECT seq, entry FROM converge_entries
-              WHERE session_id = ${sessionId} AND seq >= ${c.fold.nextSeq} ORDER BY seq`
-              absorb(c, missing)
-              const out = yield* f(c, { nextSeq: Number(head.next_seq), lastId: head.last_id }, now)
-              return { c, out }
-            })
+        for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+          const now = yield* Clock.currentTimeMillis
+          const c = (yield* current(sessionId)) ?? emptyCached(sessionId)
+          const planned = yield* plan(c, now)
+          // Nothing to write (the compaction is there already).
+          if (planned.entries.length === 0) return planned.result
+          const header = sessionHeader(sessionId, new Date(now).toISOString(), cwd, sessionKey)
+          const expected = c.fold.nextSeq
+          const last = planned.entries[planned.entries.length - 1] as { id?: unknown }
+          const rows = yield* sql.unsafe<{ status: string }>(
+            "SELECT status FROM converge_append($1, $2, $3, $4::json, $5, $6::text[], $7::text[], $8)",
+            [
+              sessionId,
+              owner,
+              leaseMs,
+              JSON.stringify(header),
+              expected,
+              planned.entries.map((e) => JSON.stringify(e)),
+              planned.entries.map(compactionIdOf),
+              typeof last.id === "string" ? last.id : null
+            ]
           )
+          const status = rows[0]?.status
+          if (status === "leased") {
+            held.delete(sessionId)
+            return yield* Effect.fail(leased(sessionId))
+          }
+          if (status === "ok") {
+            setHeader(c, header)
+            absorb(
+              c,
+              planned.entries.map((entry, i) => ({ seq: expected + i, entry }))
+            )
+            cache.set(sessionId, c)
+            noteHeld(sessionId, now)
+            return planned.result
+          }
+          // 'stale': someone appended since this copy was read (it was not ours to trust).
+          const lease = held.get(sessionId)
+          if (lease !== undefined) lease.sureUntil = 0
+        }
+        return yield* Effect.fail(
+          new StorageError({
+            path: where,
+            message: `cannot append to session ${sessionId}: its transcript moved under ${ATTEMPTS} attempts in a row`
+          })
         )
-        absorb(done.c, done.out.rows)
-        cache.set(sessionId, done.c)
-        noteHeld(sessionId, now)
-        return done.out.result
       }).pipe(
         lockOf(sessionId).withPermits(1),
         Effect.catchTag("SqlError", (e) => Effect.fail(fail("cannot append")(e)))
       )
-
-    /** Inserts `entries` from `head.nextSeq` on and moves the head row past them. */
-    const insert = (sessionId: string, head: { nextSeq: number }, entries: ReadonlyArray<TranscriptEntry>) =>
-      Effect.gen(function* () {
-        const params: Array<unknown> = []
-        const values: Array<string> = []
-        const rows: Array<EntryRow> = []
-        entries.forEach((entry, i) => {
-          const seq = head.nextSeq + i
-          const e = entry as Record<string, unknown>
-          const compactionId = entry.type === "compaction" ? String(e.compactionId ?? e.id) : null
-          const n = params.length
-          values.push(`($${n + 1}, $${n + 2}, $${n + 3}::json, $${n + 4})`)
-          params.push(sessionId, seq, JSON.stringify(entry), compactionId)
-          rows.push({ seq, entry })
-        })
-        yield* sql.unsafe(
-          `INSERT INTO converge_entries (session_id, seq, entry, compaction_id) VALUES ${values.join(", ")}`,
-          params
-        )
-        const last = entries[entries.length - 1] as { id?: unknown } | undefined
-        yield* sql`
-          UPDATE converge_transcripts SET next_seq = ${head.nextSeq + entries.length},
-            last_id = ${typeof last?.id === "string" ? last.id : null}
-          WHERE session_id = ${sessionId}`
-        return rows
-      })
 
     const append = (
       sessionId: string,
@@ -354,22 +356,22 @@ export const makePgTranscript = (
     ): Effect.Effect<ReadonlyArray<Appended>, SessionLeased | StorageError> =>
       entries.length === 0
         ? Effect.as(checkId(sessionId), [])
-        : withHead(sessionId, appendOptions?.sessionKey, (_c, head, now) =>
-            Effect.gen(function* () {
+        : appendPlanned(sessionId, appendOptions?.sessionKey, (c, now) =>
+            // An entry that is not one is the caller's bug: a defect, and nothing is written.
+            Effect.sync(() => {
               const iso = new Date(now).toISOString()
-              let parentId = head.lastId
-              // An entry that is not one is the caller's bug: a defect, and nothing is written.
-              const complete = yield* Effect.sync(() =>
-                entries.map((input) => {
-                  const entry = completeEntry(input, parentId, iso)
-                  parentId = (entry as { id: string }).id
-                  return entry
-                })
-              )
-              const rows = yield* insert(sessionId, head, complete)
+              let parentId = c.fold.lastId ?? null
+              const complete = entries.map((input) => {
+                const entry = completeEntry(input, parentId, iso)
+                parentId = (entry as { id: string }).id
+                return entry
+              })
               return {
-                result: rows.map((r) => ({ seq: r.seq, id: (r.entry as { id: string }).id })),
-                rows
+                result: complete.map((entry, i) => ({
+                  seq: c.fold.nextSeq + i,
+                  id: (entry as { id: string }).id
+                })),
+                entries: complete
               }
             })
           )
@@ -378,7 +380,7 @@ export const makePgTranscript = (
       sessionId: string,
       request: CompactionRequest
     ): Effect.Effect<CompactionAppended, SessionLeased | StorageError> =>
-      withHead<CompactionAppended>(sessionId, undefined, (c, head, now) =>
+      appendPlanned<CompactionAppended>(sessionId, undefined, (c, now) =>
         Effect.gen(function* () {
           let index = 0
           for (const { seq, entry } of c.entries) {
@@ -386,7 +388,7 @@ export const makePgTranscript = (
             index++
             const e = entry as CompactionEntry
             if ((e.compactionId ?? e.id) === request.compactionId)
-              return { result: { seq, index, created: false, entry: e }, rows: [] }
+              return { result: { seq, index, created: false, entry: e }, entries: [] }
           }
           const kept = entriesSinceCut(contextOf(c.entries), request.firstKeptEntryId)
           if (kept === undefined) {
@@ -401,7 +403,7 @@ export const makePgTranscript = (
           const entry: CompactionEntry = {
             type: "compaction",
             id: newEntryId(),
-            parentId: head.lastId,
+            parentId: c.fold.lastId ?? null,
             timestamp: new Date(now).toISOString(),
             summary: built.summary,
             firstKeptEntryId: request.firstKeptEntryId,
@@ -409,10 +411,9 @@ export const makePgTranscript = (
             compactionId: request.compactionId,
             ...(built.tokensAfter !== undefined ? { tokensAfter: built.tokensAfter } : {})
           }
-          const rows = yield* insert(sessionId, head, [entry])
           return {
-            result: { seq: head.nextSeq, index: c.fold.compactionIndex + 1, created: true, entry },
-            rows
+            result: { seq: c.fold.nextSeq, index: c.fold.compactionIndex + 1, created: true, entry },
+            entries: [entry]
           }
         })
       )

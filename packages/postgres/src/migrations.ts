@@ -93,9 +93,53 @@ const transcripts = Effect.flatMap(SqlClient.SqlClient, (sql) =>
   )
 )
 
+// One append as one statement (PgTranscript.ts): take or renew the lease, lock the head row,
+// check that the caller built its entries on the head it saw (`expected_seq`), insert them and
+// move the head. 'leased': another live owner holds the session; 'stale': the head moved, read
+// again and rebuild. Leases are compared on the database's clock.
+const appendFunction = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql.unsafe(`
+    CREATE OR REPLACE FUNCTION converge_append(
+      p_session text, p_owner text, p_lease_ms float8, p_header json,
+      p_expected_seq integer, p_entries text[], p_compaction_ids text[], p_last_id text
+    ) RETURNS TABLE (status text, next_seq integer, last_id text) LANGUAGE plpgsql AS $$
+    DECLARE
+      now_ms float8 := extract(epoch from clock_timestamp()) * 1000;
+      got text;
+      head_seq integer;
+      head_last text;
+    BEGIN
+      INSERT INTO converge_leases AS l (session_id, owner, expires_at)
+      VALUES (p_session, p_owner, now_ms + p_lease_ms)
+      ON CONFLICT (session_id) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+      WHERE l.owner = EXCLUDED.owner OR l.expires_at < now_ms
+      RETURNING l.owner INTO got;
+      IF got IS NULL THEN
+        RETURN QUERY SELECT 'leased'::text, NULL::integer, NULL::text;
+        RETURN;
+      END IF;
+      INSERT INTO converge_transcripts AS t (session_id, header, next_seq) VALUES (p_session, p_header, 0)
+      ON CONFLICT (session_id) DO NOTHING;
+      SELECT t.next_seq, t.last_id INTO head_seq, head_last
+      FROM converge_transcripts t WHERE t.session_id = p_session FOR UPDATE;
+      IF head_seq <> p_expected_seq THEN
+        RETURN QUERY SELECT 'stale'::text, head_seq, head_last;
+        RETURN;
+      END IF;
+      INSERT INTO converge_entries (session_id, seq, entry, compaction_id)
+      SELECT p_session, p_expected_seq + i - 1, p_entries[i]::json, p_compaction_ids[i]
+      FROM generate_subscripts(p_entries, 1) AS i;
+      UPDATE converge_transcripts t SET next_seq = p_expected_seq + cardinality(p_entries), last_id = p_last_id
+      WHERE t.session_id = p_session;
+      RETURN QUERY SELECT 'ok'::text, p_expected_seq + cardinality(p_entries), p_last_id;
+    END
+    $$`)
+)
+
 export const migrations = {
   "1_sessions": sessions,
   "2_merge_function": mergeFunction,
   "3_idempotency": idempotency,
-  "4_transcripts": transcripts
+  "4_transcripts": transcripts,
+  "5_append_function": appendFunction
 }
