@@ -135,7 +135,8 @@ const encodeEvent = Schema.encodeSync(LifecycleEvent)
 /** Logs every lifecycle event with its ids (`sessionKey`, `runId`, `compactionId`, …). */
 const logEvents = Effect.gen(function* () {
   const events = yield* LifecycleEvents
-  yield* events.stream().pipe(
+  // Its own events only: each gateway logs what it did, not what it relays.
+  yield* events.stream({ localOnly: true }).pipe(
     Stream.runForEach((event) => {
       const { _tag, at: _at, ...fields } = encodeEvent(event)
       // A failure's own `message` becomes `detail`: the line's message is the event's tag.

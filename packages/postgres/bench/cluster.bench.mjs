@@ -147,6 +147,14 @@ const stop = (g) =>
     g.child.kill("SIGTERM")
   })
 
+/** Busy and total jiffies of all cores (Linux `/proc/stat`), for how full the machine was. */
+const cpuTimes = () => {
+  const fields = nodeFs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number)
+  const total = fields.reduce((a, b) => a + b, 0)
+  const idle = fields[3] + (fields[4] ?? 0)
+  return { busy: total - idle, total }
+}
+
 /** CLIENTS loops sending turns to random sessions, each to the gateway its key is routed to. */
 const turnsPerSecond = async (gateways) => {
   const agent = (i) => gateways[i % gateways.length]
@@ -165,6 +173,7 @@ const turnsPerSecond = async (gateways) => {
   let completed = 0
   let other = 0
   const latencies = []
+  const cpu0 = cpuTimes()
   const start = performance.now()
   await Promise.all(
     Array.from({ length: CLIENTS }, async () => {
@@ -185,8 +194,15 @@ const turnsPerSecond = async (gateways) => {
     })
   )
   const elapsed = (performance.now() - start) / 1000
+  const cpu1 = cpuTimes()
   const sorted = Float64Array.from(latencies).sort()
-  return { perSecond: completed / elapsed, other, p50: percentile(sorted, 50), p99: percentile(sorted, 99) }
+  return {
+    perSecond: completed / elapsed,
+    other,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    busy: (100 * (cpu1.busy - cpu0.busy)) / (cpu1.total - cpu0.total)
+  }
 }
 
 const gatewayEnv = (extra) => ({
@@ -222,6 +238,11 @@ const runTurns = async (count, database) => {
 
 try {
   console.log(`Gateways on PostgreSQL vs the file backend, ${fmt(SESSIONS)} sessions, ${os.cpus().length} cores`)
+  if (process.env.BENCH_ONLY_TURNS) {
+    for (const n of process.env.BENCH_ONLY_TURNS.split(",").map(Number))
+      console.log(n, JSON.stringify(await runTurns(n, true)))
+    process.exit(0)
+  }
   const file = await durableMerges(fileStore(tempDir()))
   const pg = await durableMerges(pgStore(await freshDatabase("store")))
   const statement = await statementLatency(await freshDatabase("statement"))
@@ -237,10 +258,14 @@ try {
   const rows = [["file, 1 gateway", await runTurns(1, false)]]
   for (const n of [1, 2, 3]) rows.push([`PostgreSQL, ${n} gateway${n > 1 ? "s" : ""}`, await runTurns(n, true)])
   console.log("")
-  console.log(`| turns over HTTP (${CLIENTS} clients, ${TURN_SECONDS} s) | turns/s | p50 | p99 | not completed |`)
-  console.log("| --- | ---: | ---: | ---: | ---: |")
+  console.log(
+    `| turns over HTTP (${CLIENTS} clients, ${TURN_SECONDS} s) | turns/s | p50 | p99 | not completed | CPU busy (all cores) |`
+  )
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: |")
   for (const [name, r] of rows)
-    console.log(`| ${name} | ${fmt(r.perSecond)} | ${fmt(r.p50, 1)} ms | ${fmt(r.p99, 1)} ms | ${fmt(r.other)} |`)
+    console.log(
+      `| ${name} | ${fmt(r.perSecond)} | ${fmt(r.p50, 1)} ms | ${fmt(r.p99, 1)} ms | ${fmt(r.other)} | ${fmt(r.busy)} % |`
+    )
 } finally {
   for (const name of databases) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
   for (const dir of tempDirs) nodeFs.rmSync(dir, { recursive: true, force: true })

@@ -17,19 +17,27 @@ import {
 import { LifecycleEvents, trusted } from "@converge/runner"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Clock, Deferred, Duration, Effect, Fiber, Layer, Schedule, Schema, Stream } from "effect"
+import { Chunk, Clock, Deferred, Duration, Effect, Fiber, Layer, Schedule, Schema, Stream } from "effect"
 
 export const EVENTS_CHANNEL = "converge_events"
 
-/** What goes on the channel: an event, or a gateway's probe of its own listening, and who sent it. */
-const Message = Schema.parseJson(
-  Schema.Union(
-    Schema.Struct({ origin: Schema.String, event: LifecycleEventSchema }),
-    Schema.Struct({ origin: Schema.String, probe: Schema.Number })
-  )
-)
-const encodeMessage = Schema.encode(Message)
-const decodeMessage = Schema.decodeUnknown(Message)
+/**
+ * What goes on the channel: `{ origin, events }` (events in the order they were published, as
+ * many as fit one notification) or `{ origin, probe }` (a gateway's probe of its own listening).
+ * The envelope is read with `JSON.parse`; the events are decoded only where someone subscribes.
+ */
+const Events = Schema.Array(LifecycleEventSchema)
+const decodeEvents = Schema.decodeUnknown(Events)
+const encodeEvent = Schema.encode(LifecycleEventSchema)
+
+interface Envelope {
+  readonly origin?: unknown
+  readonly probe?: unknown
+  readonly events?: unknown
+}
+
+/** Events sent in one notification, at most (and within `MAX_PAYLOAD`). */
+const BATCH = 64
 
 /** A notification payload must stay under PostgreSQL's 8 000 bytes. */
 const MAX_PAYLOAD = 7_900
@@ -57,33 +65,57 @@ export const relay = (options: PgEventsOptions) =>
     const probeEveryMs = options.probeEveryMs ?? 5_000
     const probeTimeoutMs = options.probeTimeoutMs ?? 2_000
     const startTimeoutMs = options.startTimeoutMs ?? 5_000
-    /** Events that came from another gateway: published here, not sent back. */
-    const received = new WeakSet<LifecycleEvent>()
 
     const resync = Effect.map(
       Clock.currentTimeMillis,
       (at) => new Resync({ sessionKey: "", sessionId: "", generation: 0, at }, trusted)
     )
 
-    const send = (event: LifecycleEvent): Effect.Effect<void> =>
+    const notify = (payload: string) =>
+      // `pg_notify` rather than the client's `notify`, whose `NOTIFY channel, $1` the server
+      // refuses (NOTIFY takes no parameters).
+      Effect.asVoid(sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${payload})`)
+
+    /** Sends `batch` in as few notifications as fit; an event too large for one goes as a `Resync`. */
+    const send = (batch: ReadonlyArray<LifecycleEvent>): Effect.Effect<void> =>
       Effect.gen(function* () {
-        let payload = yield* encodeMessage({ origin, event })
-        // Too large to notify (a long error message): the others learn that they missed one.
-        if (payload.length > MAX_PAYLOAD) payload = yield* encodeMessage({ origin, event: yield* resync })
-        // `pg_notify` rather than the client's `notify`, whose `NOTIFY channel, $1` the server
-        // refuses (NOTIFY takes no parameters).
-        yield* sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${payload})`
+        let pending: Array<unknown> = []
+        let size = 0
+        const flush = Effect.suspend(() => {
+          if (pending.length === 0) return Effect.void
+          const payload = JSON.stringify({ origin, events: pending })
+          pending = []
+          size = 0
+          return notify(payload)
+        })
+        for (const event of batch) {
+          let encoded: unknown = yield* encodeEvent(event)
+          let length = JSON.stringify(encoded).length
+          // Too large to notify (a long error message): the others learn that they missed one.
+          if (length > MAX_PAYLOAD - 200) {
+            encoded = yield* encodeEvent(yield* resync)
+            length = JSON.stringify(encoded).length
+          }
+          if (size + length > MAX_PAYLOAD - 200) yield* flush
+          pending.push(encoded)
+          size += length + 1
+        }
+        yield* flush
       }).pipe(
         Effect.catchAll((e) =>
-          Effect.logWarning(`events on ${where}: cannot send ${event._tag}: ${e.message}`)
+          Effect.logWarning(`events on ${where}: cannot send ${batch.length} events: ${e.message}`)
         )
       )
 
-    // Out: one subscription, sent in order (each NOTIFY is committed before the next is sent).
-    // A `Resync` it receives is this gateway's own loss: the others are told too.
-    const outgoing = yield* events.subscribe()
+    // Out: one subscription, sent in order, a batch at a time (each notification is committed
+    // before the next is sent). A `Resync` it receives is this gateway's own loss: the others
+    // are told too.
+    const outgoing = yield* events.subscribe({ localOnly: true })
     yield* Effect.forkScoped(
-      Stream.runForEach(outgoing, (event) => (received.has(event) ? Effect.void : send(event)))
+      outgoing.pipe(
+        Stream.groupedWithin(BATCH, Duration.millis(2)),
+        Stream.runForEach((chunk) => send(Chunk.toReadonlyArray(chunk)))
+      )
     )
 
     // In: every notification of another gateway, published here as it came. This gateway's
@@ -91,26 +123,29 @@ export const relay = (options: PgEventsOptions) =>
     // is ready only then, so no event sent after start-up is missed); one that does not come
     // back within `probeTimeoutMs` says the connection is gone, and listening starts again.
     let probesSeen = 0
-    const lost = Effect.flatMap(resync, (r) => {
-      received.add(r) // this gateway's loss, not news for the others
-      return events.publish(r)
-    })
+    // This gateway's loss, not news for the others: published as relayed, so it is not sent.
+    const lost = Effect.flatMap(resync, (r) => events.publish(r, { remote: true }))
     const listenOnce = pg.listen(EVENTS_CHANNEL).pipe(
       Stream.runForEach((payload) =>
-        decodeMessage(payload).pipe(
-          Effect.flatMap((message) => {
-            if (message.origin === origin) {
-              if ("probe" in message) probesSeen = Math.max(probesSeen, message.probe)
-              return Effect.void
-            }
-            if (!("event" in message)) return Effect.void
-            received.add(message.event)
-            return events.publish(message.event)
-          }),
-          Effect.catchAll((e) =>
-            Effect.logWarning(`events on ${where}: a notification that is not an event: ${e.message}`)
-          )
-        )
+        Effect.gen(function* () {
+          let envelope: Envelope
+          try {
+            envelope = JSON.parse(payload) as Envelope
+          } catch {
+            return yield* Effect.logWarning(`events on ${where}: a notification that is not JSON`)
+          }
+          if (envelope.origin === origin) {
+            if (typeof envelope.probe === "number") probesSeen = Math.max(probesSeen, envelope.probe)
+            return
+          }
+          if (envelope.events === undefined) return
+          // Nobody here takes relayed events (no `/v1/events` client): nothing to decode or publish.
+          if ((yield* events.subscriberCount) === 0) return
+          const decoded = yield* decodeEvents(envelope.events).pipe(Effect.option)
+          if (decoded._tag === "None")
+            return yield* Effect.logWarning(`events on ${where}: a notification whose events cannot be read`)
+          for (const event of decoded.value) yield* events.publish(event, { remote: true })
+        })
       )
     )
     let probes = 0
@@ -118,8 +153,7 @@ export const relay = (options: PgEventsOptions) =>
     const probe = (withinMs: number) =>
       Effect.gen(function* () {
         const n = ++probes
-        const payload = yield* encodeMessage({ origin, probe: n })
-        yield* sql`SELECT pg_notify(${EVENTS_CHANNEL}, ${payload})`
+        yield* notify(JSON.stringify({ origin, probe: n }))
         return yield* Effect.suspend(() =>
           probesSeen >= n ? Effect.succeed(true) : Effect.fail("not yet")
         ).pipe(

@@ -10,12 +10,26 @@ import { RunnerConfig, trusted } from "./RunnerConfig.js"
 interface Envelope {
   readonly n: number
   readonly event: LifecycleEvent
+  /** Published here on behalf of another process (a gateway on the same database). */
+  readonly remote: boolean
 }
 
 /** Options of a subscription. */
 export interface SubscribeOptions {
   /** Only events of this session key (and `Resync`). */
   readonly sessionKey?: string | undefined
+  /**
+   * Only the events this process published itself, not those relayed from other gateways (its
+   * log, and the relay that sends them on). Such a subscription is not counted in
+   * `subscriberCount`.
+   */
+  readonly localOnly?: boolean | undefined
+}
+
+/** Options of `publish`. */
+export interface PublishOptions {
+  /** The event comes from another process (see `SubscribeOptions.localOnly`). */
+  readonly remote?: boolean | undefined
 }
 
 export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge/LifecycleEvents", {
@@ -27,9 +41,12 @@ export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge
       PubSub.shutdown
     )
     let counter = 0
+    let subscribers = 0
 
-    const publish = (event: LifecycleEvent): Effect.Effect<void> =>
-      Effect.suspend(() => PubSub.publish(pubsub, { n: ++counter, event })).pipe(Effect.asVoid)
+    const publish = (event: LifecycleEvent, options: PublishOptions = {}): Effect.Effect<void> =>
+      Effect.suspend(() =>
+        PubSub.publish(pubsub, { n: ++counter, event, remote: options.remote === true })
+      ).pipe(Effect.asVoid)
 
     const resync = (sessionKey: string) =>
       Clock.currentTimeMillis.pipe(
@@ -44,13 +61,16 @@ export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge
       subscribedAt: number
     ) => {
       const key = options.sessionKey
+      const localOnly = options.localOnly === true
       return envelopes.pipe(
         Stream.mapAccumEffect(
           subscribedAt,
-          (last, envelope): Effect.Effect<readonly [number, ReadonlyArray<LifecycleEvent>]> =>
-            envelope.n > last + 1
-              ? resync(key ?? "").pipe(Effect.map((r) => [envelope.n, [r, envelope.event]] as const))
-              : Effect.succeed([envelope.n, [envelope.event]] as const)
+          (last, envelope): Effect.Effect<readonly [number, ReadonlyArray<LifecycleEvent>]> => {
+            const events = localOnly && envelope.remote ? [] : [envelope.event]
+            return envelope.n > last + 1
+              ? resync(key ?? "").pipe(Effect.map((r) => [envelope.n, [r, ...events]] as const))
+              : Effect.succeed([envelope.n, events] as const)
+          }
         ),
         Stream.flattenIterables,
         Stream.filter(
@@ -66,6 +86,19 @@ export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge
       Effect.suspend(() => {
         const at = counter
         return Stream.fromPubSub(pubsub, { scoped: true }).pipe(
+          Effect.tap(() =>
+            options.localOnly === true
+              ? Effect.void
+              : Effect.acquireRelease(
+                  Effect.sync(() => {
+                    subscribers++
+                  }),
+                  () =>
+                    Effect.sync(() => {
+                      subscribers--
+                    })
+                )
+          ),
           Effect.map((s) => fromEnvelopes(s, options, at))
         )
       })
@@ -74,6 +107,9 @@ export class LifecycleEvents extends Effect.Service<LifecycleEvents>()("converge
     const stream = (options: SubscribeOptions = {}): Stream.Stream<LifecycleEvent> =>
       Stream.unwrapScoped(subscribe(options))
 
-    return { publish, subscribe, stream } as const
+    /** How many subscriptions that take relayed events are open now. */
+    const subscriberCount = Effect.sync(() => subscribers)
+
+    return { publish, subscribe, stream, subscriberCount } as const
   })
 }) {}
