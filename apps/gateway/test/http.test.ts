@@ -248,7 +248,7 @@ describe("events", { timeout: 30_000 }, () => {
     await Effect.runPromise(
       Effect.forEach(
         Array.from({ length: 50_000 }, (_, i) => event(i)),
-        events.publish,
+        (e) => events.publish(e),
         { discard: true }
       )
     )
