@@ -74,7 +74,11 @@ const durableMerges = (layer) =>
             const i = Math.floor(Math.random() * SESSIONS)
             counts[i]++
             issued++
-            yield* store.merge(keyOf(i), { sessionId: sessionIdOf(i), generation: 1, compactionCount: counts[i] })
+            yield* store.merge(keyOf(i), {
+              sessionId: sessionIdOf(i),
+              generation: 1,
+              compactionCount: counts[i]
+            })
           }
           yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
         }
@@ -94,7 +98,8 @@ const fileStore = (dir) =>
   SessionStore.layerFile({ sessionsDir: dir, flushIntervalMs: 50 }).pipe(
     Layer.provide(Layer.merge(NodeFileSystem.layer, NodePath.layer))
   )
-const pgStore = (url) => layerPgStore({ url, flushIntervalMs: 50 }).pipe(Layer.provideMerge(Database.layer({ url })))
+const pgStore = (url) =>
+  layerPgStore({ url, flushIntervalMs: 50 }).pipe(Layer.provideMerge(Database.layer({ url })))
 
 // ---- 2. the merge statement ----------------------------------------------------------------
 
@@ -106,7 +111,12 @@ const statementLatency = (url) =>
         const times = []
         for (let n = 0; n < STATEMENTS; n++) {
           const i = n % SESSIONS
-          const params = toRow(keyOf(i), { sessionId: sessionIdOf(i), generation: 1, compactionCount: n, updatedAt: n })
+          const params = toRow(keyOf(i), {
+            sessionId: sessionIdOf(i),
+            generation: 1,
+            compactionCount: n,
+            updatedAt: n
+          })
           const t0 = performance.now()
           yield* sql.unsafe(mergeCallSql, params)
           times.push(performance.now() - t0)
@@ -122,7 +132,13 @@ const statementLatency = (url) =>
 const startGateway = (env) =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [MAIN], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, CONVERGE_HOST: "127.0.0.1", CONVERGE_PORT: "0", ...env },
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        CONVERGE_HOST: "127.0.0.1",
+        CONVERGE_PORT: "0",
+        ...env
+      },
       stdio: ["ignore", "pipe", "pipe"]
     })
     const timer = setTimeout(() => reject(new Error("a gateway did not start within 30 s")), 30_000)
@@ -149,7 +165,13 @@ const stop = (g) =>
 
 /** Busy and total jiffies of all cores (Linux `/proc/stat`), for how full the machine was. */
 const cpuTimes = () => {
-  const fields = nodeFs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number)
+  const fields = nodeFs
+    .readFileSync("/proc/stat", "utf8")
+    .split("\n")[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number)
   const total = fields.reduce((a, b) => a + b, 0)
   const idle = fields[3] + (fields[4] ?? 0)
   return { busy: total - idle, total }
@@ -237,7 +259,9 @@ const runTurns = async (count, database) => {
 // ---- run ----------------------------------------------------------------------------------
 
 try {
-  console.log(`Gateways on PostgreSQL vs the file backend, ${fmt(SESSIONS)} sessions, ${os.cpus().length} cores`)
+  console.log(
+    `Gateways on PostgreSQL vs the file backend, ${fmt(SESSIONS)} sessions, ${os.cpus().length} cores`
+  )
   if (process.env.BENCH_ONLY_TURNS) {
     for (const n of process.env.BENCH_ONLY_TURNS.split(",").map(Number))
       console.log(n, JSON.stringify(await runTurns(n, true)))
@@ -250,13 +274,16 @@ try {
   console.log("| store backend | durable merges/s | flushes | vs file |")
   console.log("| --- | ---: | ---: | ---: |")
   console.log(`| file (sessions.json) | ${fmt(file.perSecond)} | ${fmt(file.flushes)} | 1× |`)
-  console.log(`| PostgreSQL | ${fmt(pg.perSecond)} | ${fmt(pg.flushes)} | ${fmt(pg.perSecond / file.perSecond, 2)}× |`)
+  console.log(
+    `| PostgreSQL | ${fmt(pg.perSecond)} | ${fmt(pg.flushes)} | ${fmt(pg.perSecond / file.perSecond, 2)}× |`
+  )
   console.log("")
   console.log(
     `merge statement, one at a time (${fmt(STATEMENTS)}): p50 ${fmt(statement.p50, 2)} ms, p99 ${fmt(statement.p99, 2)} ms`
   )
   const rows = [["file, 1 gateway", await runTurns(1, false)]]
-  for (const n of [1, 2, 3]) rows.push([`PostgreSQL, ${n} gateway${n > 1 ? "s" : ""}`, await runTurns(n, true)])
+  for (const n of [1, 2, 3])
+    rows.push([`PostgreSQL, ${n} gateway${n > 1 ? "s" : ""}`, await runTurns(n, true)])
   console.log("")
   console.log(
     `| turns over HTTP (${CLIENTS} clients, ${TURN_SECONDS} s) | turns/s | p50 | p99 | not completed | CPU busy (all cores) |`
