@@ -107,15 +107,28 @@ export const makeDeadlines: Effect.Effect<Deadlines, never, Scope.Scope> = Effec
   const loop: Effect.Effect<void> = Effect.gen(function* () {
     for (;;) {
       const now = yield* Clock.currentTimeMillis
-      for (let next = heap.peek(); next !== undefined && (next.done || next.at <= now); next = heap.peek()) {
-        heap.pop()
-        if (next.done) {
-          cancelled = Math.max(0, cancelled - 1)
-          continue
-        }
-        next.done = true
-        yield* next.onDue
-      }
+      // Taking the due entries and running their `onDue` is one uninterruptible step: `add`
+      // restarts this fiber (interrupting it), and an entry popped but not yet run would be lost
+      // (its turn would never time out), or an `onDue` stopped halfway.
+      yield* Effect.uninterruptible(
+        Effect.suspend(() => {
+          const due: Array<Deadline> = []
+          for (
+            let next = heap.peek();
+            next !== undefined && (next.done || next.at <= now);
+            next = heap.peek()
+          ) {
+            heap.pop()
+            if (next.done) {
+              cancelled = Math.max(0, cancelled - 1)
+              continue
+            }
+            next.done = true
+            due.push(next)
+          }
+          return due.length === 0 ? Effect.void : Effect.forEach(due, (d) => d.onDue, { discard: true })
+        })
+      )
       const next = heap.peek()
       if (next === undefined) {
         wakeAt = Number.POSITIVE_INFINITY
