@@ -92,7 +92,7 @@ export const defaults: Config = {
   eventBufferSize: 1024,
   leaseMs: 10_000,
   cacheSessions: 1000,
-  cacheMb: 32,
+  cacheMb: 16,
   idempotencyKeys: 10_000,
   admissionMs: 1000,
   maxTurns: 10_000

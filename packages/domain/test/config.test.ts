@@ -29,7 +29,7 @@ describe("Config", () => {
       expect(config.port).toBe(18_790)
       expect(config.model).toBe("local")
       expect(config.cacheSessions).toBe(1000)
-      expect(config.cacheMb).toBe(32)
+      expect(config.cacheMb).toBe(16)
       expect(config.idempotencyKeys).toBe(10_000)
     })
   )
@@ -84,9 +84,9 @@ describe("Config", () => {
 
   it("reads the cache bounds, and names a bad one", () => {
     const config = Effect.runSync(
-      configFromEnv({ CONVERGE_CACHE_SESSIONS: "0", CONVERGE_CACHE_MB: "16", CONVERGE_IDEMPOTENCY_KEYS: "5" })
+      configFromEnv({ CONVERGE_CACHE_SESSIONS: "0", CONVERGE_CACHE_MB: "24", CONVERGE_IDEMPOTENCY_KEYS: "5" })
     )
-    expect([config.cacheSessions, config.cacheMb, config.idempotencyKeys]).toEqual([0, 16, 5])
+    expect([config.cacheSessions, config.cacheMb, config.idempotencyKeys]).toEqual([0, 24, 5])
     expect(failure(configFromEnv({ CONVERGE_CACHE_MB: "lots" })).message).toBe(
       `CONVERGE_CACHE_MB="lots" is not valid: expected an integer of at least 0`
     )

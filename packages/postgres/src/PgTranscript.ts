@@ -67,7 +67,7 @@ export interface PgTranscriptOptions {
   readonly cwd?: string
   /** Transcripts kept parsed in memory, at most (default 1 000 sessions). */
   readonly cacheSessions?: number
-  /** Their estimated memory, at most (default 32 MiB). */
+  /** Their estimated memory, at most (default 16 MiB). */
   readonly cacheBytes?: number
 }
 
@@ -128,7 +128,7 @@ export const makePgTranscript = (
     let evictions = 0
     const cache = new Lru<string, Cached>({
       maxEntries: options.cacheSessions ?? 1000,
-      maxWeight: options.cacheBytes ?? 32 * 1024 * 1024,
+      maxWeight: options.cacheBytes ?? 16 * 1024 * 1024,
       weigh: (c) => c.bytes,
       onEvict: () => {
         evictions++

@@ -56,6 +56,7 @@ const options = (dir) => ({
   localReplyMs: 0,
   localSummaryMs: 0,
   leaseMs: LEASE_MS,
+  ...(process.env.SOAK_CACHE_MB ? { cacheMb: Number(process.env.SOAK_CACHE_MB) } : {}),
   // Small windows: a session compacts every few dozen turns.
   contextWindow: 4_000,
   reserveTokens: 500,

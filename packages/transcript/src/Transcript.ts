@@ -73,7 +73,7 @@ export interface TranscriptOptions {
   readonly resumeFlushMs?: number
   /** Parsed transcripts kept in memory for building contexts, at most (default 1 000 sessions). */
   readonly cacheSessions?: number
-  /** Their estimated memory, at most (default 32 MiB); see `PARSED_BYTES_PER_FILE_BYTE`. */
+  /** Their estimated memory, at most (default 16 MiB); see `PARSED_BYTES_PER_FILE_BYTE`. */
   readonly cacheBytes?: number
 }
 
@@ -275,7 +275,7 @@ const make = (options: TranscriptOptions) =>
     // recently used out; an evicted one is read from the file again when next needed.
     const parsedCache = new Lru<string, { readonly tail: Tail; readonly parsed: Parsed }>({
       maxEntries: options.cacheSessions ?? 1000,
-      maxWeight: options.cacheBytes ?? 32 * 1024 * 1024,
+      maxWeight: options.cacheBytes ?? 16 * 1024 * 1024,
       weigh: (v) => v.parsed.endOffset * PARSED_BYTES_PER_FILE_BYTE,
       onEvict: (_, v) => {
         if (v.tail.parsed === v.parsed) v.tail.parsed = undefined
