@@ -361,6 +361,13 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         )
       )
 
+    /**
+     * The stored entry of `key` read again (another gateway on the database may have created,
+     * compacted or reset it) for the routes other than turns. A store that cannot be read is
+     * not an error here: the entry in memory is answered, and what writes fails on its own.
+     */
+    const fresh = (key: string) => Effect.ignore(reconciler.refresh(key))
+
     /** Runs one turn, once per idempotency key when one is given. */
     const turn = (
       key: string,
@@ -619,6 +626,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     ): Effect.Effect<CompactResult, SessionNotFound | SessionUnavailable | ShuttingDown> =>
       Effect.gen(function* () {
         yield* refuseWhenShuttingDown
+        yield* fresh(key)
         const s = yield* reconciler.session(key)
         const { handle, joined } = yield* supervisor.start(s, "manual", options.instructions)
         const waited = yield* supervisor.await(
@@ -661,6 +669,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       key: string
     ): Effect.Effect<SessionStatus, SessionNotFound | SessionUnavailable> =>
       Effect.gen(function* () {
+        yield* fresh(key)
         const s = yield* reconciler.session(key)
         yield* supervisor.cancel(s.sessionId)
         return yield* status.get(key)
@@ -672,6 +681,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
     ): Effect.Effect<SessionStatus, SessionNotFound | SessionUnavailable | ShuttingDown> =>
       Effect.gen(function* () {
         yield* refuseWhenShuttingDown
+        yield* fresh(key)
         const s = yield* reconciler.session(key)
         const event = new SessionReset(
           {
@@ -727,7 +737,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       running,
       idempotencyKeys,
       admission: admissionStats,
-      status: status.get,
+      status: (key: string) => Effect.zipRight(fresh(key), status.get(key)),
       sessions: status.list
     } as const
   })

@@ -136,6 +136,25 @@ describe("a session moving between runtimes on one database", () => {
   })
 })
 
+describe("the other routes on a runtime that did not create the session", () => {
+  it("status, compact and reset see a session another runtime created after this one started", async () => {
+    const dir = await tempDir()
+    const small = { contextWindow: 2_000, reserveTokens: 500, keepRecentTokens: 200 }
+    const b = await start(dir, small)
+    const a = await start(dir, small)
+    for (let i = 0; i < 3; i++)
+      await a.turn("agent:main:elsewhere", `message ${i}: ${"words to compact later. ".repeat(60)}`)
+    const onA = await a.status("agent:main:elsewhere")
+    expect((await b.status("agent:main:elsewhere"))?.sessionId).toBe(onA?.sessionId)
+    await a.dispose() // gives its leases back
+    const compacted = await b.compact("agent:main:elsewhere", { waitMs: 10_000 })
+    expect(compacted.state).toBe("completed")
+    expect(compacted.status.sessionId).toBe(onA?.sessionId)
+    const reset = await b.reset("agent:main:elsewhere")
+    expect(reset.generation).toBe((onA?.generation ?? 0) + 1)
+  })
+})
+
 describe("lifecycle events across runtimes on one database", () => {
   it("a subscriber of one runtime sees the other's events, CompactionCompleted once", async () => {
     const dir = await tempDir()
