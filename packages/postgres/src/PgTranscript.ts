@@ -32,6 +32,7 @@ import {
   type CacheStats,
   type CompactionAppended,
   type CompactionRequest,
+  compactionEntry,
   completeEntry,
   contextOf,
   entriesSinceCut,
@@ -42,7 +43,6 @@ import {
   foldHeader,
   initialFoldState,
   type NewEntry,
-  newEntryId,
   parseTranscript,
   type SeqEntry,
   sessionHeader,
@@ -399,18 +399,7 @@ export const makePgTranscript = (
               })
             )
           }
-          const built = request.build(kept)
-          const entry: CompactionEntry = {
-            type: "compaction",
-            id: newEntryId(),
-            parentId: c.fold.lastId ?? null,
-            timestamp: new Date(now).toISOString(),
-            summary: built.summary,
-            firstKeptEntryId: request.firstKeptEntryId,
-            ...(built.tokensBefore !== undefined ? { tokensBefore: built.tokensBefore } : {}),
-            compactionId: request.compactionId,
-            ...(built.tokensAfter !== undefined ? { tokensAfter: built.tokensAfter } : {})
-          }
+          const entry = compactionEntry(request, request.build(kept), c.fold.lastId ?? null, now)
           return {
             result: { seq: c.fold.nextSeq, index: c.fold.compactionIndex + 1, created: true, entry },
             entries: [entry]
@@ -567,15 +556,9 @@ export const importTranscriptText = (
           for (let i = 0; i < entries.length; i += 500) {
             const batch = entries.slice(i, i + 500)
             const params: Array<unknown> = []
-            const values = batch.map(({ seq, entry }) => {
-              const e = entry as Record<string, unknown>
+            const values = batch.map(({ seq, entry, text }) => {
               const n = params.length
-              params.push(
-                sessionId,
-                seq,
-                JSON.stringify(entry),
-                entry.type === "compaction" ? String(e.compactionId ?? e.id) : null
-              )
+              params.push(sessionId, seq, text, compactionIdOf(entry))
               return `($${n + 1}, $${n + 2}, $${n + 3}::json, $${n + 4})`
             })
             const rows = yield* sql.unsafe(

@@ -224,6 +224,24 @@ export const completeEntry = (input: NewEntry, parentId: string | null, iso: str
   return entry
 }
 
+/** The compaction entry of `request`, built as `built`, after the entry `parentId`. */
+export const compactionEntry = (
+  request: CompactionRequest,
+  built: CompactionBuild,
+  parentId: string | null,
+  now: number
+): CompactionEntry => ({
+  type: "compaction",
+  id: newEntryId(),
+  parentId,
+  timestamp: new Date(now).toISOString(),
+  summary: built.summary,
+  firstKeptEntryId: request.firstKeptEntryId,
+  ...(built.tokensBefore !== undefined ? { tokensBefore: built.tokensBefore } : {}),
+  compactionId: request.compactionId,
+  ...(built.tokensAfter !== undefined ? { tokensAfter: built.tokensAfter } : {})
+})
+
 /** The pi v3 header of a new transcript. */
 export const sessionHeader = (
   sessionId: string,
@@ -1017,18 +1035,7 @@ const make = (options: TranscriptOptions) =>
               })
             )
           }
-          const built = request.build(kept)
-          const entry: CompactionEntry = {
-            type: "compaction",
-            id: newEntryId(),
-            parentId: tail.fold.lastId ?? null,
-            timestamp: new Date(now).toISOString(),
-            summary: built.summary,
-            firstKeptEntryId: request.firstKeptEntryId,
-            ...(built.tokensBefore !== undefined ? { tokensBefore: built.tokensBefore } : {}),
-            compactionId: request.compactionId,
-            ...(built.tokensAfter !== undefined ? { tokensAfter: built.tokensAfter } : {})
-          }
+          const entry = compactionEntry(request, request.build(kept), tail.fold.lastId ?? null, now)
           const lines: Array<{ text: string; value: LineValue }> = []
           if (!tail.fold.headerLine) lines.push(headerLine(s, entry.timestamp, undefined))
           const seq = tail.fold.nextSeq

@@ -48,6 +48,7 @@ export {
   type CompactionAppended,
   type CompactionBuild,
   type CompactionRequest,
+  compactionEntry,
   completeEntry,
   type NewEntry,
   newEntryId,
