@@ -60,7 +60,9 @@ const values = {
   idempotencyKeys: Positive(100_000_000),
   admissionMs: Millis,
   maxTurns: Positive(100_000_000),
-  databaseUrl: NonEmpty.pipe(Schema.filter(isPostgresUrl))
+  databaseUrl: NonEmpty.pipe(Schema.filter(isPostgresUrl)),
+  runnerAddress: NonEmpty.pipe(Schema.filter((s) => parseHostPort(s) !== undefined)),
+  shardLockMs: Positive(2_147_483_647)
 }
 
 /** The decoded configuration. */
@@ -68,7 +70,8 @@ export const Config = Schema.Struct({
   ...values,
   token: Schema.optional(values.token),
   modelName: Schema.optional(values.modelName),
-  databaseUrl: Schema.optional(values.databaseUrl)
+  databaseUrl: Schema.optional(values.databaseUrl),
+  runnerAddress: Schema.optional(values.runnerAddress)
 })
 export type Config = typeof Config.Type
 
@@ -95,7 +98,8 @@ export const defaults: Config = {
   cacheMb: 16,
   idempotencyKeys: 10_000,
   admissionMs: 1000,
-  maxTurns: 10_000
+  maxTurns: 10_000,
+  shardLockMs: 10_000
 }
 
 type Key = keyof Config
@@ -126,7 +130,9 @@ export const envVariables: { readonly [K in Key]: string } = {
   idempotencyKeys: "CONVERGE_IDEMPOTENCY_KEYS",
   admissionMs: "CONVERGE_ADMISSION_MS",
   maxTurns: "CONVERGE_MAX_TURNS",
-  databaseUrl: "CONVERGE_DATABASE_URL"
+  databaseUrl: "CONVERGE_DATABASE_URL",
+  runnerAddress: "CONVERGE_RUNNER_ADDRESS",
+  shardLockMs: "CONVERGE_SHARD_LOCK_MS"
 }
 
 const numericKeys = new Set<Key>(
@@ -141,13 +147,15 @@ const atLeastOne = new Set<Key>([
   "eventBufferSize",
   "leaseMs",
   "idempotencyKeys",
-  "maxTurns"
+  "maxTurns",
+  "shardLockMs"
 ])
 
 const describe = (key: Key): string => {
   if (key === "model") return `one of "local", "openai", "anthropic"`
   if (key === "port") return "an integer from 0 to 65535"
   if (key === "databaseUrl") return "a postgres://user:password@host:port/database URL"
+  if (key === "runnerAddress") return "host:port, a port from 1 to 65535 ([::1]:port for IPv6)"
   if (numericKeys.has(key)) return `an integer of at least ${atLeastOne.has(key) ? 1 : 0}`
   return "a non-empty string"
 }
@@ -209,6 +217,16 @@ export const configFromEnv = (env: Record<string, string | undefined>): Effect.E
     }
     return Effect.succeed(out as Config)
   })
+
+/** `host:port` (`[v6]:port`) with a port from 1 to 65535, or undefined. */
+export const parseHostPort = (s: string): { readonly host: string; readonly port: number } | undefined => {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]\s]+):(\d{1,5})$/.exec(s)
+  if (m === null) return undefined
+  const port = Number(m[2])
+  if (port < 1 || port > 65_535) return undefined
+  const host = m[1]!.startsWith("[") ? m[1]!.slice(1, -1) : m[1]!
+  return { host, port }
+}
 
 /** True for addresses that stay on this machine. */
 export const isLoopbackHost = (host: string): boolean =>

@@ -468,6 +468,20 @@ export const makePgTranscript = (
           )
       )
 
+    /** Gives back the lease of `sessionId` now, unless a turn or a compaction holds it (the session moved). */
+    const letGo = (sessionId: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const lease = held.get(sessionId)
+        if (lease === undefined || lease.holders > 0) return Effect.void
+        held.delete(sessionId)
+        return sql`DELETE FROM converge_leases WHERE owner = ${owner} AND session_id = ${sessionId}`.pipe(
+          Effect.asVoid,
+          Effect.catchAll((e) =>
+            Effect.logWarning(`cannot give back the lease of ${sessionId}: ${e.message}`)
+          )
+        )
+      })
+
     const cacheStats: Effect.Effect<CacheStats> = Effect.sync(() => ({
       sessions: cache.size,
       bytes: cache.weight,
@@ -487,7 +501,8 @@ export const makePgTranscript = (
       fold,
       exists,
       list,
-      hold
+      hold,
+      letGo
     })
   })
 

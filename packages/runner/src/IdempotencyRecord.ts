@@ -15,6 +15,15 @@ export type Claim =
       /** Names this claim in `answer` and `release`: a claim taken over is not answered by its old holder. */
       readonly token: string
     }
+  | {
+      /**
+       * Taken from a holder whose hold lapsed unanswered (its process died): that turn may
+       * have been partly written, so the runner resumes it (what it wrote is not written
+       * again) and records its answer under this claim.
+       */
+      readonly _tag: "Abandoned"
+      readonly token: string
+    }
   | { readonly _tag: "Answered"; readonly result: TurnResult }
 
 export interface IdempotencyRecordService {

@@ -50,9 +50,11 @@ import {
   type TurnResult,
   TurnStarted,
   UsageObserved,
-  Tracing
+  Tracing,
+  contentText,
+  type MessageEntry
 } from "@converge/domain"
-import { Transcript } from "@converge/transcript"
+import { type SeqEntry, Transcript } from "@converge/transcript"
 import { AdmissionControl } from "./Admission.js"
 import { type CompactionHandle, CompactionSupervisor } from "./CompactionSupervisor.js"
 import { type Deadline, makeDeadlines } from "./Deadlines.js"
@@ -120,6 +122,10 @@ interface TurnDraft {
   readonly reply?: string
   readonly error?: ErrorInfo
 }
+
+/** The message of a message entry. */
+const messageOf = (e: SeqEntry) =>
+  e.entry.type === "message" ? (e.entry as MessageEntry).message : undefined
 
 const errorInfo = (e: { readonly _tag: string; readonly message: string }): ErrorInfo => ({
   _tag: e._tag,
@@ -252,23 +258,56 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       )
 
     /** The turn itself, run in the session's lane. */
-    const body = (key: string, runId: string, message: string, deadline: number, progress: Progress) =>
+    /**
+     * What an earlier attempt of this turn wrote, for a turn run again after its first runner
+     * died: its user message (the last message of the transcript, with this text), and the
+     * reply after it when there is one; `undefined` when the last message is not it.
+     */
+    const writtenBefore = (sessionId: SessionId, message: string) =>
+      transcript.read(sessionId).pipe(
+        Effect.map((read) => {
+          const messages = read.entries.filter((e) => e.entry.type === "message")
+          const last = messages.at(-1)
+          const before = messages.at(-2)
+          const isThisTurn = (e: SeqEntry | undefined) =>
+            e !== undefined && messageOf(e)?.role === "user" && messageOf(e)?.content === message
+          if (isThisTurn(last)) return { seq: last!.seq, reply: undefined }
+          if (isThisTurn(before) && messageOf(last!)?.role === "assistant")
+            return { seq: before!.seq, reply: contentText(messageOf(last!)?.content) }
+          return undefined
+        }),
+        Effect.orElseSucceed(() => undefined)
+      )
+
+    const body = (
+      key: string,
+      runId: string,
+      message: string,
+      deadline: number,
+      progress: Progress,
+      resume: boolean
+    ) =>
       Effect.gen(function* () {
         const s = yield* ensureSession(key)
         progress.session = s
         const sessionId = s.sessionId as SessionId
+        const written = resume ? yield* writtenBefore(sessionId, message) : undefined
+        if (written?.reply !== undefined)
+          return { outcome: "completed", reply: written.reply } satisfies TurnDraft
         const now = yield* Clock.currentTimeMillis
         // Event fields are written out, not spread: in V8 11 (Node 20) `{ ...base, more }` takes
         // a slow path (microseconds per object) that a literal does not.
         yield* events.publish(
           new TurnStarted({ sessionKey: key, sessionId, generation: s.generation, at: now, runId }, trusted)
         )
-        const [user] = yield* transcript.append(
-          sessionId,
-          [{ type: "message", message: { role: "user", content: message, timestamp: now } }],
-          { sessionKey: key }
-        )
-        progress.lastSeq = user!.seq
+        if (written === undefined) {
+          const [user] = yield* transcript.append(
+            sessionId,
+            [{ type: "message", message: { role: "user", content: message, timestamp: now } }],
+            { sessionKey: key }
+          )
+          progress.lastSeq = user!.seq
+        } else progress.lastSeq = written.seq
 
         let context = yield* contextOf(sessionId)
         const running = Option.getOrUndefined(yield* supervisor.inFlight(sessionId))
@@ -393,7 +432,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
               Effect.flatMap((claim) =>
                 claim._tag === "Answered"
                   ? Effect.succeed(claim.result)
-                  : runTurn(key, message, options).pipe(
+                  : runTurn(key, message, options, claim._tag === "Abandoned").pipe(
                       Effect.onExit((exit) =>
                         Exit.isSuccess(exit)
                           ? // The turn happened: a record that cannot be written is said, not an error.
@@ -425,11 +464,16 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
           })
     }
 
-    /** Runs one turn: lane, user message, context, compaction wait, model, reply. */
+    /**
+     * Runs one turn: lane, user message, context, compaction wait, model, reply. `resume`: an
+     * earlier attempt's runner died before it answered (its message was delivered again): what
+     * that attempt wrote is not written twice (see `writtenBefore`).
+     */
     const runTurn = (
       key: string,
       message: string,
-      options: TurnOptions
+      options: TurnOptions,
+      resume = false
     ): Effect.Effect<TurnResult, TurnError> =>
       Effect.gen(function* () {
         yield* refuseWhenShuttingDown
@@ -494,7 +538,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
                 )
               )
               const ended = yield* Effect.exit(
-                restore(lanes.withLane(key, body(key, runId, message, deadline, progress)))
+                restore(lanes.withLane(key, body(key, runId, message, deadline, progress, resume)))
               )
               deadlines.cancel(due)
               const settled = yield* Effect.exit(settle(key, runId, progress, initial, ended))

@@ -52,7 +52,7 @@ export interface Variant {
   readonly supervisor?: Layer.Layer<CompactionSupervisor, never, RunnerConfig | Compactor | LifecycleEvents>
   readonly runner?: (
     real: Layer.Layer<Runner, never, RunnerServices>
-  ) => Layer.Layer<Runner, never, RunnerServices>
+  ) => Layer.Layer<Runner, never, RunnerServices | SessionStore>
   readonly store?: (options: {
     sessionsDir: string
     flushIntervalMs: number

@@ -5,7 +5,16 @@
 import { FileSystem, type Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import { type Config, StorageError } from "@converge/domain"
+import { createServer } from "node:net"
+import { Cluster, SessionRouter } from "@converge/cluster"
+import {
+  type Config,
+  ConfigError,
+  envVariables,
+  isLoopbackHost,
+  parseHostPort,
+  StorageError
+} from "@converge/domain"
 import { IdempotencyRecord, layerWithRecovery, RunnerConfig } from "@converge/runner"
 import {
   Database,
@@ -60,7 +69,8 @@ const databaseState = (config: Config, database: Layer.Layer<Database.Client, St
       cacheSessions: config.cacheSessions,
       cacheBytes: config.cacheMb * 1024 * 1024
     }),
-    layerPgIdempotency({ url })
+    // A claim is held like a lease: renewed while its turn runs, lapsed soon after its holder died.
+    layerPgIdempotency({ url, liveHoldMs: config.leaseMs })
   ).pipe(Layer.provide(database))
 }
 
@@ -83,11 +93,63 @@ export const servicesLayer = (config: Config, env: Record<string, string | undef
  * the database layer is one value, built once).
  */
 export const layer = (config: Config, env: Record<string, string | undefined> = process.env) => {
-  if (config.databaseUrl === undefined) return runtimeOver(fileState(config), config, env)
+  if (config.databaseUrl === undefined)
+    return Layer.provideMerge(SessionRouter.layerLocal, runtimeOver(fileState(config), config, env))
   const database = Database.layer({ url: config.databaseUrl })
   const runtime = runtimeOver(databaseState(config, database), config, env)
-  return Layer.provideMerge(layerPgEvents({ url: config.databaseUrl }).pipe(Layer.provide(database)), runtime)
+  const cluster = Layer.unwrapEffect(
+    Effect.map(clusterOptions(config), (options) => Cluster.layer(options).pipe(Layer.provide(database)))
+  )
+  return Layer.provideMerge(
+    cluster,
+    Layer.provideMerge(layerPgEvents({ url: config.databaseUrl }).pipe(Layer.provide(database)), runtime)
+  )
 }
+
+/**
+ * Where this gateway's runner is reached: `CONVERGE_RUNNER_ADDRESS`, else the HTTP host on the
+ * HTTP port + 10000 (a free port when that is past 65535 or the HTTP port is 0). Off loopback it needs `CONVERGE_TOKEN`.
+ */
+export const clusterOptions = (config: Config): Effect.Effect<Cluster.ClusterOptions, ConfigError> =>
+  Effect.gen(function* () {
+    const given = config.runnerAddress === undefined ? undefined : parseHostPort(config.runnerAddress)
+    const host = given?.host ?? (isLoopbackHost(config.host) ? config.host : "127.0.0.1")
+    if (!isLoopbackHost(host) && config.token === undefined) {
+      return yield* new ConfigError({
+        variable: envVariables.token,
+        value: "",
+        message:
+          `${envVariables.runnerAddress}=${JSON.stringify(config.runnerAddress)} is not a loopback address: ` +
+          `the runner refuses to start without ${envVariables.token}`
+      })
+    }
+    const port =
+      given?.port ??
+      (config.port === 0 || config.port + RUNNER_PORT_OFFSET > 65_535
+        ? yield* freePort(host)
+        : config.port + RUNNER_PORT_OFFSET)
+    return {
+      runnerAddress: { host, port },
+      shardLockMs: config.shardLockMs,
+      // A dead runner's lease lapses after leaseMs; a live one gives it back when its entity stops.
+      leaseWaitMs: config.leaseMs + 1000
+    }
+  })
+
+/** The runner port's distance from the HTTP port, by default. */
+export const RUNNER_PORT_OFFSET = 10_000
+
+/** A port no one listens on now, on `host`. */
+const freePort = (host: string) =>
+  Effect.async<number>((resume) => {
+    const server = createServer()
+    server.once("error", (e) => resume(Effect.die(e)))
+    server.listen(0, host, () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resume(Effect.succeed(port)))
+    })
+  })
 
 /** Creates the sessions directory when it is missing (a file in its way is an error naming it). */
 const ensureDirectory = (dir: string): Effect.Effect<void, StorageError, FileSystem.FileSystem> =>

@@ -11,6 +11,7 @@ import {
   type SessionStatus,
   type TurnResult
 } from "@converge/domain"
+import { SessionRouter } from "@converge/cluster"
 import { LifecycleEvents, Runner } from "@converge/runner"
 import { layer } from "./RuntimeLayer.js"
 import * as Telemetry from "./Telemetry.js"
@@ -81,7 +82,8 @@ const toError = (cause: Cause.Cause<unknown>): Error => {
 /** Builds a runtime and waits until it is ready (store read, start-up recovery started). */
 export const createRuntime = async (options: RuntimeOptions = {}): Promise<ConvergeRuntime> => {
   const { env, ...settings } = options
-  const configExit = Effect.runSyncExit(makeConfig(settings))
+  // No HTTP port here: on a database, the runner socket takes a free port unless one is given.
+  const configExit = Effect.runSyncExit(makeConfig({ port: 0, ...settings }))
   if (Exit.isFailure(configExit)) throw toError(configExit.cause)
   const config = configExit.value
   const vars = env ?? process.env
@@ -91,7 +93,9 @@ export const createRuntime = async (options: RuntimeOptions = {}): Promise<Conve
   )
   let disposed = false
   const disposedError = () => new ConvergeError("Disposed", "the runtime was disposed; create a new one")
-  const run = async <A>(effect: Effect.Effect<A, unknown, Runner | LifecycleEvents>): Promise<A> => {
+  const run = async <A>(
+    effect: Effect.Effect<A, unknown, Runner | LifecycleEvents | SessionRouter>
+  ): Promise<A> => {
     if (disposed) throw disposedError()
     const exit = await runtime.runPromiseExit(effect)
     if (Exit.isFailure(exit)) throw toError(exit.cause)
@@ -104,17 +108,20 @@ export const createRuntime = async (options: RuntimeOptions = {}): Promise<Conve
   return {
     config,
     runtime,
-    turn: (sessionKey, message, o = {}) => run(Effect.flatMap(Runner, (r) => r.turn(sessionKey, message, o))),
-    compact: (sessionKey, o = {}) => run(Effect.flatMap(Runner, (r) => r.compact(sessionKey, o))),
-    cancelCompaction: (sessionKey) => run(Effect.flatMap(Runner, (r) => r.cancelCompaction(sessionKey))),
+    // Session operations go where the session runs (this runtime, or its owner on a database).
+    turn: (sessionKey, message, o = {}) =>
+      run(Effect.flatMap(SessionRouter, (r) => r.turn(sessionKey, message, o))),
+    compact: (sessionKey, o = {}) => run(Effect.flatMap(SessionRouter, (r) => r.compact(sessionKey, o))),
+    cancelCompaction: (sessionKey) =>
+      run(Effect.flatMap(SessionRouter, (r) => r.cancelCompaction(sessionKey))),
     status: (sessionKey) =>
       run(
-        Effect.flatMap(Runner, (r) => r.status(sessionKey)).pipe(
+        Effect.flatMap(SessionRouter, (r) => r.status(sessionKey)).pipe(
           Effect.catchTag("SessionNotFound", () => Effect.succeed(undefined))
         )
       ),
     sessions: () => run(Effect.flatMap(Runner, (r) => r.sessions)),
-    reset: (sessionKey) => run(Effect.flatMap(Runner, (r) => r.reset(sessionKey))),
+    reset: (sessionKey) => run(Effect.flatMap(SessionRouter, (r) => r.reset(sessionKey))),
     subscribe: (listener, o = {}) => {
       if (disposed) throw disposedError()
       // Subscribed before this returns: no event published afterwards is missed.

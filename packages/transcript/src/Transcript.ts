@@ -1131,6 +1131,19 @@ const make = (options: TranscriptOptions) =>
         )
       ).pipe(Effect.asVoid)
 
+    /**
+     * Gives back the lease of `sessionId` now, unless a turn or a compaction holds it: the
+     * session moved to another runner, which should not wait for the idle release.
+     */
+    const letGo = (sessionId: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const s = sessions.get(sessionId)
+        if (s === undefined || s.lease === undefined) return Effect.void
+        return s.lock.withPermits(1)(
+          Effect.suspend(() => (s.lease !== undefined && s.lease.holders === 0 ? release(s) : Effect.void))
+        )
+      })
+
     yield* Effect.addFinalizer(() =>
       Effect.forEach([...sessions.values()], (s) => s.lock.withPermits(1)(release(s)), {
         discard: true
@@ -1160,7 +1173,8 @@ const make = (options: TranscriptOptions) =>
       fold,
       exists,
       list,
-      hold
+      hold,
+      letGo
     } as const
   })
 

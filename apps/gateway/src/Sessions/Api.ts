@@ -66,18 +66,21 @@ export class SessionsApi extends HttpApiGroup.make("sessions")
       .addSuccess(CompactResult)
       .addError(SessionNotFound, { status: SessionNotFound.status })
       .addError(SessionUnavailable, { status: SessionUnavailable.status })
+      .addError(StorageUnavailable, { status: StorageUnavailable.status })
   )
   .add(
     HttpApiEndpoint.del("cancelCompaction")`/sessions/${key}/compaction`
       .addSuccess(SessionStatus)
       .addError(SessionNotFound, { status: SessionNotFound.status })
       .addError(SessionUnavailable, { status: SessionUnavailable.status })
+      .addError(StorageUnavailable, { status: StorageUnavailable.status })
   )
   .add(
     HttpApiEndpoint.get("status")`/sessions/${key}/status`
       .addSuccess(SessionStatus)
       .addError(SessionNotFound, { status: SessionNotFound.status })
       .addError(SessionUnavailable, { status: SessionUnavailable.status })
+      .addError(StorageUnavailable, { status: StorageUnavailable.status })
   )
   .add(HttpApiEndpoint.get("list", "/sessions").addSuccess(SessionList))
   .add(
@@ -85,5 +88,6 @@ export class SessionsApi extends HttpApiGroup.make("sessions")
       .addSuccess(SessionStatus)
       .addError(SessionNotFound, { status: SessionNotFound.status })
       .addError(SessionUnavailable, { status: SessionUnavailable.status })
+      .addError(StorageUnavailable, { status: StorageUnavailable.status })
   )
   .prefix("/v1") {}

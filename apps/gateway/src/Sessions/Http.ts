@@ -1,10 +1,13 @@
 /**
- * Handlers of the sessions routes: each decodes its request and hands it to the `Runner`.
+ * Handlers of the sessions routes: each decodes its request and hands it to the
+ * `SessionRouter` (the runtime's `Runner`, or on a database the session's owner in the
+ * cluster, wherever it runs; a `Runner` alone in context is used directly).
  * The work a request starts belongs to the runtime: a client that goes away stops waiting,
  * not the turn or the compaction.
  */
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
+import { SessionRouter } from "@converge/cluster"
 import { Runner } from "@converge/runner"
 import { GatewayApi } from "../Api.js"
 import { withIds } from "../Logging.js"
@@ -13,9 +16,12 @@ import { withIds } from "../Logging.js"
 export const SessionsLive = HttpApiBuilder.group(GatewayApi, "sessions", (handlers) =>
   Effect.gen(function* () {
     const runner = yield* Runner
+    const router = Option.getOrElse(yield* Effect.serviceOption(SessionRouter), () =>
+      SessionRouter.local(runner)
+    )
     return handlers
       .handle("turn", ({ path, payload, headers }) =>
-        runner
+        router
           .turn(path.key, payload.message, {
             timeoutMs: payload.timeoutMs,
             idempotencyKey: headers["idempotency-key"]
@@ -38,7 +44,7 @@ export const SessionsLive = HttpApiBuilder.group(GatewayApi, "sessions", (handle
           )
       )
       .handle("compact", ({ path, payload }) =>
-        runner
+        router
           .compact(path.key, payload ?? {})
           .pipe(
             Effect.tap((result) =>
@@ -49,9 +55,9 @@ export const SessionsLive = HttpApiBuilder.group(GatewayApi, "sessions", (handle
             )
           )
       )
-      .handle("cancelCompaction", ({ path }) => runner.cancelCompaction(path.key))
-      .handle("status", ({ path }) => runner.status(path.key))
+      .handle("cancelCompaction", ({ path }) => router.cancelCompaction(path.key))
+      .handle("status", ({ path }) => router.status(path.key))
       .handle("list", () => Effect.map(runner.sessions, (sessions) => ({ sessions })))
-      .handle("reset", ({ path }) => runner.reset(path.key))
+      .handle("reset", ({ path }) => router.reset(path.key))
   })
 )

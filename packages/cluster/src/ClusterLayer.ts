@@ -1,0 +1,201 @@
+/**
+ * The cluster machinery of a gateway on a database: this process registers as a runner in
+ * `cluster_runners` (`SqlRunnerStorage`), takes its shards as advisory locks, stores persisted
+ * messages and replies in `cluster_messages` / `cluster_replies` (`SqlMessageStorage`), serves
+ * the runner-to-runner socket on its runner address, and hosts the `Session` entity of every
+ * key in its shards, run by its own `Runner`. Built only when `CONVERGE_DATABASE_URL` is set.
+ */
+import {
+  Entity,
+  MessageStorage,
+  RunnerHealth,
+  Runners,
+  RunnerAddress,
+  type Sharding,
+  ShardingConfig,
+  SocketRunner,
+  SqlMessageStorage,
+  SqlRunnerStorage
+} from "@effect/cluster"
+import { NodeClusterSocket } from "@effect/platform-node"
+import { RpcSerialization } from "@effect/rpc"
+import { SqlClient } from "@effect/sql"
+import { Duration, Effect, Layer, Option, Schedule } from "effect"
+import { StorageError } from "@converge/domain"
+import { Runner } from "@converge/runner"
+import { SessionStore } from "@converge/store"
+import { Transcript } from "@converge/transcript"
+import { SessionEntity } from "./SessionEntity.js"
+import { SessionRouter } from "./SessionRouter.js"
+
+/** The knobs of the cluster; the rest of `ShardingConfig` keeps its defaults. */
+export interface ClusterOptions {
+  /** Where the other runners reach this one (host:port). */
+  readonly runnerAddress: { readonly host: string; readonly port: number }
+  /** How long a dead runner's shards stay locked (its takeover bound). */
+  readonly shardLockMs: number
+  /** How long an entity with no message is kept before its session's memory is dropped. */
+  readonly entityIdleMs?: number | undefined
+  /** How long a turn waits for the lease of the session's previous runner (see `EntityOptions`). */
+  readonly leaseWaitMs?: number | undefined
+  /** Processed messages older than this are deleted (the cluster never deletes them). */
+  readonly pruneAfterMs?: number | undefined
+}
+
+/** `ShardingConfig` from the options: the lock is refreshed at a third of its expiry. */
+export const shardingConfig = (options: ClusterOptions): Partial<ShardingConfig.ShardingConfig["Type"]> => ({
+  runnerAddress: Option.some(RunnerAddress.make(options.runnerAddress.host, options.runnerAddress.port)),
+  shardLockExpiration: Duration.millis(options.shardLockMs),
+  shardLockRefreshInterval: Duration.millis(Math.max(100, Math.floor(options.shardLockMs / 3))),
+  refreshAssignmentsInterval: Duration.millis(
+    Math.max(100, Math.min(3000, Math.floor(options.shardLockMs / 3)))
+  ),
+  runnerHealthCheckInterval: Duration.millis(
+    Math.max(200, Math.min(5000, Math.floor(options.shardLockMs / 5)))
+  ),
+  entityMaxIdleTime: Duration.millis(options.entityIdleMs ?? 5 * 60_000),
+  entityMessagePollInterval: Duration.seconds(1),
+  entityReplyPollInterval: Duration.millis(100),
+  // Messages between runners are encoded even when both ends are this process.
+  simulateRemoteSerialization: false
+})
+
+/** How the entity's handlers treat a session another gateway still holds. */
+export interface EntityOptions {
+  /**
+   * How long a turn waits for the transcript lease of the session's previous runner (its shard
+   * just moved here) before it answers `SessionLeased`: that runner gives the lease back when
+   * its entity stops, or it lapses `leaseMs` after that runner died. 0: answer at once.
+   */
+  readonly leaseWaitMs?: number | undefined
+}
+
+/**
+ * The `Session` entity, run by the `Runner` in context. A key's messages run concurrently (the
+ * runner's lane orders turns; a status does not wait behind a turn). When the entity stops —
+ * its shard moved to another runner, or it was idle — the session's transcript lease is given
+ * back, so that the next owner does not wait for it.
+ */
+export const layerSessionEntity = (options: EntityOptions = {}) =>
+  SessionEntity.toLayer(
+    Effect.gen(function* () {
+      const runner = yield* Runner
+      const store = yield* SessionStore
+      const transcript = yield* Transcript
+      const { entityId: key } = yield* Entity.CurrentAddress
+      // Where a session runs is said once per move (operators, and tests that kill its owner).
+      const said = Effect.annotateLogs({ sessionKey: key })
+      yield* Effect.logInfo("session hosted on this runner").pipe(said)
+      yield* Effect.addFinalizer(() =>
+        store.get(key).pipe(
+          Effect.flatMap((entry) =>
+            Option.isSome(entry) ? transcript.letGo(entry.value.sessionId) : Effect.void
+          ),
+          Effect.zipRight(Effect.logInfo("session no longer hosted on this runner").pipe(said))
+        )
+      )
+      const leaseWaitMs = options.leaseWaitMs ?? 0
+      const waitForLease = <A, E extends { readonly _tag: string }>(turn: Effect.Effect<A, E>) =>
+        leaseWaitMs <= 0
+          ? turn
+          : Effect.retry(turn, {
+              while: (e) => e._tag === "SessionLeased",
+              schedule: Schedule.spaced(Duration.millis(LEASE_POLL_MS)).pipe(
+                Schedule.upTo(Duration.millis(leaseWaitMs))
+              )
+            })
+      return SessionEntity.of({
+        turn: ({ payload }) =>
+          waitForLease(
+            runner.turn(key, payload.message, {
+              idempotencyKey: payload.idempotencyKey,
+              timeoutMs: payload.timeoutMs
+            })
+          ),
+        compact: ({ payload }) => runner.compact(key, payload),
+        cancelCompaction: () => runner.cancelCompaction(key),
+        status: () => runner.status(key),
+        reset: () => runner.reset(key)
+      })
+    }),
+    { concurrency: "unbounded" }
+  )
+
+/** How often a turn waiting for a lease asks again. */
+const LEASE_POLL_MS = 50
+
+/**
+ * The columns that hold entity ids and message ids are 255 characters in the cluster's own
+ * migration; a session key may be 256 and a message id is `Session/<key>/turn/<idempotency key>`.
+ */
+const widenIds = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const narrow = yield* sql<{ column_name: string }>`
+    SELECT column_name FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = 'cluster_messages'
+      AND column_name IN ('message_id', 'entity_id') AND character_maximum_length < 1024`
+  if (narrow.length === 0) return
+  yield* sql.unsafe(
+    `ALTER TABLE cluster_messages ${narrow.map((c) => `ALTER COLUMN ${c.column_name} TYPE varchar(1024)`).join(", ")}`
+  )
+})
+
+/** Deletes processed messages (and their replies) older than `afterMs`, every minute. */
+const pruneProcessed = (afterMs: number) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const prune = sql`
+      WITH old AS (
+        DELETE FROM cluster_messages
+        WHERE processed AND last_read IS NOT NULL AND last_read < NOW() - make_interval(secs => ${afterMs / 1000})
+        RETURNING request_id
+      )
+      DELETE FROM cluster_replies WHERE request_id IN (SELECT request_id FROM old)`.pipe(
+      Effect.catchAll((e) => Effect.logWarning(`cannot prune processed cluster messages: ${e.message}`))
+    )
+    yield* Effect.forkScoped(Effect.repeat(prune, Schedule.spaced(Duration.minutes(1))))
+  })
+
+/** Sharding on the database in context, with the runner socket served at `options.runnerAddress`. */
+export const layerSharding = (
+  options: ClusterOptions
+): Layer.Layer<
+  Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage,
+  StorageError,
+  SqlClient.SqlClient
+> =>
+  SocketRunner.layer.pipe(
+    Layer.provide(RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc))),
+    Layer.provide([NodeClusterSocket.layerSocketServer, NodeClusterSocket.layerClientProtocol]),
+    Layer.provideMerge(Layer.orDie(SqlMessageStorage.layer)),
+    Layer.provide(Layer.orDie(SqlRunnerStorage.layer)),
+    Layer.provide(ShardingConfig.layer(shardingConfig(options))),
+    Layer.provide(RpcSerialization.layerMsgPack),
+    Layer.catchAll((e) =>
+      Layer.fail(
+        new StorageError({
+          path: `${options.runnerAddress.host}:${options.runnerAddress.port}`,
+          message: `cannot serve the runner socket on ${options.runnerAddress.host}:${options.runnerAddress.port}: ${"message" in e ? e.message : String(e)}`
+        })
+      )
+    )
+  )
+
+/**
+ * The cluster of a gateway: sharding, the `Session` entity on the `Runner` in context, the
+ * prune job, and the `SessionRouter` that sends each request to its session's owner.
+ */
+export const layer = (
+  options: ClusterOptions
+): Layer.Layer<
+  SessionRouter | Sharding.Sharding,
+  StorageError,
+  SqlClient.SqlClient | Runner | SessionStore | Transcript
+> =>
+  Layer.mergeAll(
+    SessionRouter.layerCluster,
+    layerSessionEntity({ leaseWaitMs: options.leaseWaitMs }),
+    // After the cluster's migration has made the table.
+    Layer.effectDiscard(MessageStorage.MessageStorage.pipe(Effect.zipRight(widenIds), Effect.orDie)),
+    Layer.scopedDiscard(pruneProcessed(options.pruneAfterMs ?? 60 * 60_000))
+  ).pipe(Layer.provideMerge(layerSharding(options)))
