@@ -22,10 +22,11 @@ import { RpcSerialization } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
 import { StorageError } from "@converge/domain"
-import { Runner } from "@converge/runner"
+import { type LifecycleEvents, Runner } from "@converge/runner"
 import { SessionStore } from "@converge/store"
 import { Transcript } from "@converge/transcript"
 import { SessionEntity } from "./SessionEntity.js"
+import { watchRunningCompactions } from "./RunningCompactions.js"
 import { SessionRouter } from "./SessionRouter.js"
 
 /** The knobs of the cluster; the rest of `ShardingConfig` keeps its defaults. */
@@ -190,12 +191,19 @@ export const layer = (
 ): Layer.Layer<
   SessionRouter | Sharding.Sharding,
   StorageError,
-  SqlClient.SqlClient | Runner | SessionStore | Transcript
+  SqlClient.SqlClient | Runner | SessionStore | Transcript | LifecycleEvents
 > =>
   Layer.mergeAll(
     SessionRouter.layerCluster,
     layerSessionEntity({ leaseWaitMs: options.leaseWaitMs }),
     // After the cluster's migration has made the table.
     Layer.effectDiscard(MessageStorage.MessageStorage.pipe(Effect.zipRight(widenIds), Effect.orDie)),
-    Layer.scopedDiscard(pruneProcessed(options.pruneAfterMs ?? 60 * 60_000))
+    Layer.scopedDiscard(pruneProcessed(options.pruneAfterMs ?? 60 * 60_000)),
+    // A dead runner's compaction is failed (shutdown) about when its shards move.
+    Layer.scopedDiscard(
+      watchRunningCompactions({
+        staleMs: options.shardLockMs,
+        runnerAddress: `${options.runnerAddress.host}:${options.runnerAddress.port}`
+      })
+    )
   ).pipe(Layer.provideMerge(layerSharding(options)))

@@ -136,10 +136,27 @@ const appendFunction = Effect.flatMap(SqlClient.SqlClient, (sql) =>
     $$`)
 )
 
+// The compactions running now, one row each, owned by the process running it and renewed by
+// it: a row no one renews belongs to a process that died before the commit (its failure is
+// published by whichever gateway deletes the row).
+const runningCompactions = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) => sql`
+    CREATE TABLE IF NOT EXISTS converge_running_compactions (
+      compaction_id text PRIMARY KEY,
+      session_key text NOT NULL,
+      session_id text NOT NULL,
+      generation float8 NOT NULL,
+      owner text NOT NULL,
+      renewed_at bigint NOT NULL
+    )`
+)
+
 export const migrations = {
   "1_sessions": sessions,
   "2_merge_function": mergeFunction,
   "3_idempotency": idempotency,
   "4_transcripts": transcripts,
-  "5_append_function": appendFunction
+  "5_append_function": appendFunction,
+  "6_running_compactions": runningCompactions
 }
