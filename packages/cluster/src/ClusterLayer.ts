@@ -21,13 +21,13 @@ import { NodeClusterSocket } from "@effect/platform-node"
 import { RpcSerialization } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
-import { StorageError } from "@converge/domain"
+import { StorageError, StorageUnavailable } from "@converge/domain"
 import { type LifecycleEvents, Runner } from "@converge/runner"
 import { SessionStore } from "@converge/store"
 import { Transcript } from "@converge/transcript"
 import { SessionEntity } from "./SessionEntity.js"
 import { watchRunningCompactions } from "./RunningCompactions.js"
-import { SessionRouter } from "./SessionRouter.js"
+import { SessionRouter, viaEntity } from "./SessionRouter.js"
 
 /** The knobs of the cluster; the rest of `ShardingConfig` keeps its defaults. */
 export interface ClusterOptions {
@@ -182,6 +182,49 @@ export const layerSharding = (
     )
   )
 
+/** How often the router asks the database whether it answers. */
+const PROBE_MS = 500
+
+/**
+ * The router of a gateway on a database. It probes the database (`SELECT 1`, every 500 ms, 1 s
+ * at most): while it does not answer, a turn, `/compact` or reset answers `StorageUnavailable`
+ * (503) at once, instead of waiting in the cluster, whose messages are stored first.
+ */
+const layerRouter = Layer.scoped(
+  SessionRouter,
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const client = yield* SessionEntity.client
+    let away: string | undefined
+    const probe = sql`SELECT 1`.pipe(
+      Effect.timeoutFail({
+        duration: Duration.seconds(1),
+        onTimeout: () => new Error("no answer within 1 s")
+      }),
+      Effect.match({
+        onFailure: (e) => {
+          away = e.message
+        },
+        onSuccess: () => {
+          away = undefined
+        }
+      })
+    )
+    yield* Effect.forkScoped(Effect.repeat(probe, Schedule.spaced(Duration.millis(PROBE_MS))))
+    const storage = Effect.suspend(() =>
+      away === undefined
+        ? Effect.void
+        : Effect.fail(
+            new StorageUnavailable({
+              message: `the database cannot be reached (${away}): nothing was sent; retry`,
+              retryAfterMs: 1000
+            })
+          )
+    )
+    return viaEntity((key) => Effect.succeed(client(key)), { storage })
+  })
+)
+
 /**
  * The cluster of a gateway: sharding, the `Session` entity on the `Runner` in context, the
  * prune job, and the `SessionRouter` that sends each request to its session's owner.
@@ -194,7 +237,7 @@ export const layer = (
   SqlClient.SqlClient | Runner | SessionStore | Transcript | LifecycleEvents
 > =>
   Layer.mergeAll(
-    SessionRouter.layerCluster,
+    layerRouter,
     layerSessionEntity({ leaseWaitMs: options.leaseWaitMs }),
     // After the cluster's migration has made the table.
     Layer.effectDiscard(MessageStorage.MessageStorage.pipe(Effect.zipRight(widenIds), Effect.orDie)),

@@ -104,8 +104,22 @@ const delivered = <A, E extends { readonly _tag: string }>(
     Exclude<E, DeliveryError> | StorageUnavailable
   >
 
+/** Options of `viaEntity`. */
+export interface ViaEntityOptions {
+  /**
+   * Checked before a message that must be stored first (turn, compact, reset) is sent: a
+   * database known to be away answers `StorageUnavailable` at once, instead of the message
+   * waiting in the cluster until the database is back.
+   */
+  readonly storage?: Effect.Effect<void, StorageUnavailable> | undefined
+}
+
 /** The session operations as messages to the entity of each key, through `clientOf`. */
-export const viaEntity = (clientOf: (key: string) => Effect.Effect<EntityClient>): SessionRouterService => {
+export const viaEntity = (
+  clientOf: (key: string) => Effect.Effect<EntityClient>,
+  options: ViaEntityOptions = {}
+): SessionRouterService => {
+  const storage = options.storage ?? Effect.void
   // No session is stored under a key that cannot be one (as the runner answers).
   const to = <A, E extends { readonly _tag: string }>(
     key: string,
@@ -117,7 +131,7 @@ export const viaEntity = (clientOf: (key: string) => Effect.Effect<EntityClient>
       !isSessionKey(key)
         ? Effect.fail(invalidKey(key))
         : delivered(
-            Effect.flatMap(clientOf(key), (client) =>
+            Effect.flatMap(Effect.zipRight(storage, clientOf(key)), (client) =>
               client.turn({
                 message,
                 idempotencyKey: options.idempotencyKey ?? `converge:${randomUUID()}`,
@@ -127,13 +141,16 @@ export const viaEntity = (clientOf: (key: string) => Effect.Effect<EntityClient>
           ),
     compact: (key, options = {}) =>
       to(key, (client) =>
-        client.compact({
-          ...(options.instructions !== undefined ? { instructions: options.instructions } : {}),
-          ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {})
-        })
+        Effect.zipRight(
+          storage,
+          client.compact({
+            ...(options.instructions !== undefined ? { instructions: options.instructions } : {}),
+            ...(options.waitMs !== undefined ? { waitMs: options.waitMs } : {})
+          })
+        )
       ),
     cancelCompaction: (key) => to(key, (client) => client.cancelCompaction()),
     status: (key) => to(key, (client) => client.status()),
-    reset: (key) => to(key, (client) => client.reset())
+    reset: (key) => to(key, (client) => Effect.zipRight(storage, client.reset()))
   }
 }
