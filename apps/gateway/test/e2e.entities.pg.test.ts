@@ -16,6 +16,7 @@
  */
 import { execFileSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
+import { createConnection } from "node:net"
 import { afterAll, afterEach, describe, expect, it } from "vitest"
 import { client, dataOf, paragraph, removeTempDirs, smallWindows, tempDir } from "./support/http.js"
 import { type GatewayProcess, killAll, startGateway, stopGateway } from "./support/process.js"
@@ -321,4 +322,63 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
     )
     expect(mismatched.trim()).toBe("")
   }, 300_000)
+
+  it("with a token, runners authenticate each other: peers serve each other's sessions, a stranger is closed", async () => {
+    const authName = `${name}_auth`
+    const authUrl = url.replace(`/${name}`, `/${authName}`)
+    psql(server, `DROP DATABASE IF EXISTS ${authName} WITH (FORCE)`)
+    psql(server, `CREATE DATABASE ${authName}`)
+    try {
+      const token = "runner-test-token"
+      const withToken = async () => ({
+        ...(await env()),
+        CONVERGE_DATABASE_URL: authUrl,
+        CONVERGE_TOKEN: token
+      })
+      const a = await startGateway(await withToken())
+      const b = await startGateway(await withToken())
+      // Every session through both gateways: half of them are forwarded to the other runner.
+      for (let i = 0; i < 8; i++)
+        for (const g of [a, b]) {
+          const answer = await client(g.url, token).post<TurnAnswer>(
+            `/v1/sessions/agent:main:auth${i}/turns`,
+            {
+              message: `hello ${i}`
+            }
+          )
+          expect(answer.status).toBe(200)
+          expect(answer.body.outcome).toBe("completed")
+        }
+      const hosted = (g: GatewayProcess) =>
+        g.logs.filter((l) => l.message === "session hosted on this runner").length
+      expect(hosted(a)).toBeGreaterThan(0)
+      expect(hosted(b)).toBeGreaterThan(0)
+
+      // A connection to a's runner socket that does not start with the hello is closed.
+      const listening = a.logs.find(
+        (l) => typeof l.message === "string" && l.message.startsWith("Listening on: ")
+      )
+      const [host, port] = String(listening?.message).slice("Listening on: ".length).split(":")
+      const closed = await new Promise<boolean>((resolve) => {
+        const socket = createConnection({ host: host!, port: Number(port) }, () => {
+          socket.write(`${"x".repeat(300)}\n`)
+        })
+        socket.on("close", () => resolve(true))
+        socket.on("error", () => undefined)
+        setTimeout(() => {
+          socket.destroy()
+          resolve(false)
+        }, 5_000)
+      })
+      expect(closed, "the runner closes a connection without the hello").toBe(true)
+      await a.waitForLog(
+        (l) => typeof l.message === "string" && l.message.startsWith("runner connection refused"),
+        5_000
+      )
+      await stopGateway(a)
+      await stopGateway(b)
+    } finally {
+      psql(server, `DROP DATABASE IF EXISTS ${authName} WITH (FORCE)`)
+    }
+  }, 120_000)
 })

@@ -27,12 +27,15 @@ import { SessionStore } from "@converge/store"
 import { Transcript } from "@converge/transcript"
 import { SessionEntity } from "./SessionEntity.js"
 import { watchRunningCompactions } from "./RunningCompactions.js"
+import { layerAuthenticatedClientProtocol, layerAuthenticatedServer } from "./RunnerAuth.js"
 import { SessionRouter, viaEntity } from "./SessionRouter.js"
 
 /** The knobs of the cluster; the rest of `ShardingConfig` keeps its defaults. */
 export interface ClusterOptions {
   /** Where the other runners reach this one (host:port). */
   readonly runnerAddress: { readonly host: string; readonly port: number }
+  /** When set, runners authenticate to each other with it (`RunnerAuth`); every runner of a cluster has the same. */
+  readonly token?: string | undefined
   /** How long a dead runner's shards stay locked (its takeover bound). */
   readonly shardLockMs: number
   /** How long an entity with no message is kept before its session's memory is dropped. */
@@ -157,6 +160,15 @@ const pruneProcessed = (afterMs: number) =>
     yield* Effect.forkScoped(Effect.repeat(prune, Schedule.spaced(Duration.minutes(1))))
   })
 
+/** The runner socket and the connections to the other runners: authenticated by `token` when there is one. */
+const runnerSockets = (token: string | undefined) =>
+  token === undefined
+    ? Layer.merge(NodeClusterSocket.layerSocketServer, NodeClusterSocket.layerClientProtocol)
+    : Layer.merge(
+        layerAuthenticatedServer(token).pipe(Layer.provide(NodeClusterSocket.layerSocketServer)),
+        layerAuthenticatedClientProtocol(token)
+      )
+
 /** Sharding on the database in context, with the runner socket served at `options.runnerAddress`. */
 export const layerSharding = (
   options: ClusterOptions
@@ -167,7 +179,7 @@ export const layerSharding = (
 > =>
   SocketRunner.layer.pipe(
     Layer.provide(RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc))),
-    Layer.provide([NodeClusterSocket.layerSocketServer, NodeClusterSocket.layerClientProtocol]),
+    Layer.provide(runnerSockets(options.token)),
     Layer.provideMerge(Layer.orDie(SqlMessageStorage.layer)),
     Layer.provide(Layer.orDie(SqlRunnerStorage.layer)),
     Layer.provide(ShardingConfig.layer(shardingConfig(options))),

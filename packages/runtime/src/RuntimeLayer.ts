@@ -108,7 +108,8 @@ export const layer = (config: Config, env: Record<string, string | undefined> = 
 
 /**
  * Where this gateway's runner is reached: `CONVERGE_RUNNER_ADDRESS`, else the HTTP host on the
- * HTTP port + 10000 (a free port when that is past 65535 or the HTTP port is 0). Off loopback it needs `CONVERGE_TOKEN`.
+ * HTTP port + 10000 (a free port when that is past 65535 or the HTTP port is 0). Off loopback it
+ * needs `CONVERGE_TOKEN`; with a token, runners authenticate to each other with it.
  */
 export const clusterOptions = (config: Config): Effect.Effect<Cluster.ClusterOptions, ConfigError> =>
   Effect.gen(function* () {
@@ -131,6 +132,7 @@ export const clusterOptions = (config: Config): Effect.Effect<Cluster.ClusterOpt
     return {
       runnerAddress: { host, port },
       shardLockMs: config.shardLockMs,
+      token: config.token,
       // A dead runner's lease lapses after leaseMs; a live one gives it back when its entity stops.
       leaseWaitMs: config.leaseMs + 1000
     }
