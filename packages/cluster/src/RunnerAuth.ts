@@ -32,12 +32,13 @@ const refused = (why: string) =>
  * passed on); a connection that sends anything else is closed with a warning.
  */
 const requireHello = (socket: Socket.Socket, expected: Uint8Array): Socket.Socket => {
+  // biome-ignore lint/suspicious/noConfusingVoidType: the handler type of `Socket.run`
   const gate = <_, E, R>(handler: (chunk: Uint8Array) => Effect.Effect<_, E, R> | void) => {
     let pending = new Uint8Array(0)
     let open = false
-    return (chunk: Uint8Array | string): Effect.Effect<unknown, E | Socket.SocketError, R> | void => {
+    return (chunk: Uint8Array | string): Effect.Effect<unknown, E | Socket.SocketError, R> | undefined => {
       const bytes = typeof chunk === "string" ? encoder.encode(chunk) : chunk
-      if (open) return handler(bytes)
+      if (open) return handler(bytes) ?? undefined
       const joined = new Uint8Array(pending.length + bytes.length)
       joined.set(pending)
       joined.set(bytes, pending.length)
@@ -53,7 +54,7 @@ const requireHello = (socket: Socket.Socket, expected: Uint8Array): Socket.Socke
       open = true
       pending = new Uint8Array(0)
       const rest = joined.subarray(end + 1)
-      return rest.length > 0 ? handler(rest) : undefined
+      return rest.length > 0 ? (handler(rest) ?? undefined) : undefined
     }
   }
   const logRefusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
