@@ -7,19 +7,24 @@
 //     is the gateway whose log says it hosts it).
 // The machine's PostgreSQL (127.0.0.1:5432, or CONVERGE_TEST_DATABASE_URL's server), in
 // databases created for the run and dropped after. Runs the built gateway.
-import { execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { performance } from "node:perf_hooks"
-import { createInterface } from "node:readline"
-import { fileURLToPath } from "node:url"
+import {
+  busyPercent,
+  cpuTimes,
+  fmt,
+  percentile,
+  startGateway as startBuiltGateway,
+  stopGateway as stop
+} from "../../../scripts/bench/gateways.mjs"
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 1000)
 const TURN_SECONDS = Number(process.env.BENCH_TURN_SECONDS ?? 8)
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 48)
 const LATENCY_TURNS = Number(process.env.BENCH_LATENCY_TURNS ?? 1000)
-const MAIN = fileURLToPath(new URL("../../../apps/gateway/dist/main.js", import.meta.url))
 const server = process.env.CONVERGE_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
 const psql = (database, sql) =>
@@ -39,61 +44,16 @@ const tempDir = () => {
   return dir
 }
 
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
-const fmt = (x, digits = 0) =>
-  x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 const keyOf = (i) => `agent:main:bench:${i}`
 
 /** A gateway process; `hosted` is the set of session keys its log says it hosts now. */
-const startGateway = (env) =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN], {
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        CONVERGE_HOST: "127.0.0.1",
-        CONVERGE_PORT: "0",
-        ...env
-      },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    const hosted = new Set()
-    const timer = setTimeout(() => reject(new Error("a gateway did not start within 30 s")), 30_000)
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      let log
-      try {
-        log = JSON.parse(line)
-      } catch {
-        return
-      }
-      if (log.message === "session hosted on this runner") hosted.add(log.sessionKey)
-      else if (log.message === "session no longer hosted on this runner") hosted.delete(log.sessionKey)
-      else if (typeof log.message === "string" && log.message.startsWith("Converge gateway listening on ")) {
-        clearTimeout(timer)
-        resolve({ child, url: String(log.url), hosted })
-      }
-    })
-    child.once("exit", (code) => reject(new Error(`a gateway exited (${code}) before it listened`)))
+const startGateway = async (env) => {
+  const hosted = new Set()
+  const g = await startBuiltGateway(env, (log) => {
+    if (log.message === "session hosted on this runner") hosted.add(log.sessionKey)
+    else if (log.message === "session no longer hosted on this runner") hosted.delete(log.sessionKey)
   })
-
-const stop = (g) =>
-  new Promise((resolve) => {
-    if (g.child.exitCode !== null) return resolve()
-    g.child.once("exit", () => resolve())
-    g.child.kill("SIGTERM")
-  })
-
-/** Busy and total jiffies of all cores (Linux `/proc/stat`). */
-const cpuTimes = () => {
-  const fields = nodeFs
-    .readFileSync("/proc/stat", "utf8")
-    .split("\n")[0]
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number)
-  const total = fields.reduce((a, b) => a + b, 0)
-  return { busy: total - fields[3] - (fields[4] ?? 0), total }
+  return { ...g, hosted }
 }
 
 const turn = async (g, i, message) => {
@@ -159,7 +119,7 @@ const turnsPerSecond = async (gateways) => {
     other,
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
-    busy: (100 * (cpu1.busy - cpu0.busy)) / (cpu1.total - cpu0.total)
+    busy: busyPercent(cpu0, cpu1)
   }
 }
 

@@ -1,10 +1,10 @@
 /**
  * Where a request for a session is run. In one process (`layerLocal`) that is the runtime's own
- * `Runner`. On a database (`layerCluster`) it is the `Session` entity of the key: the cluster
- * sends the message to the runner that owns the key's shard, which may be this process or
+ * `Runner`. On a database (`viaEntity`, built by `Cluster.layer`) it is the `Session` entity of
+ * the key: the cluster sends the message to the runner that owns the key's shard, which may be this process or
  * another gateway, and the answer comes back the same either way.
  */
-import type { ClusterError, Sharding } from "@effect/cluster"
+import type { ClusterError } from "@effect/cluster"
 import type { RpcClient } from "@effect/rpc"
 import { randomUUID } from "node:crypto"
 import { Context, Effect, Layer } from "effect"
@@ -20,7 +20,7 @@ import {
   type TurnResult
 } from "@converge/domain"
 import { type CompactOptions, Runner, type TurnError, type TurnOptions } from "@converge/runner"
-import { SessionEntity, type SessionRpcs } from "./SessionEntity.js"
+import type { SessionRpcs } from "./SessionEntity.js"
 
 /** The errors of the session operations other than `turn`. */
 export type SessionError = SessionNotFound | SessionUnavailable | ShuttingDown | StorageUnavailable
@@ -72,15 +72,6 @@ export class SessionRouter extends Context.Tag("converge/SessionRouter")<
   static readonly layerLocal: Layer.Layer<SessionRouter, never, Runner> = Layer.effect(
     SessionRouter,
     Effect.map(Runner, SessionRouter.local)
-  )
-
-  /**
-   * Every session runs on the runner that owns its shard. A turn without an idempotency key is
-   * given one here, so that a message delivered again after its runner died runs at most once.
-   */
-  static readonly layerCluster: Layer.Layer<SessionRouter, never, Sharding.Sharding> = Layer.effect(
-    SessionRouter,
-    Effect.map(SessionEntity.client, (client) => viaEntity((key) => Effect.succeed(client(key))))
   )
 }
 

@@ -7,19 +7,24 @@
 //     (what a load balancer in front of them does), the local model answering at once.
 // The machine's PostgreSQL (127.0.0.1:5432, or CONVERGE_TEST_DATABASE_URL's server), in
 // databases created for the run and dropped after. Runs against the built packages.
-import { spawn } from "node:child_process"
 import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { performance } from "node:perf_hooks"
-import { createInterface } from "node:readline"
-import { fileURLToPath } from "node:url"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import { SessionStore } from "@converge/store"
 import { Effect, Layer, Redacted } from "effect"
+import {
+  busyPercent,
+  cpuTimes,
+  fmt,
+  percentile,
+  startGateway,
+  stopGateway as stop
+} from "../../../scripts/bench/gateways.mjs"
 import { Database, layerPgStore, mergeCallSql, toRow } from "../dist/index.js"
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 1000)
@@ -27,7 +32,6 @@ const STORE_SECONDS = Number(process.env.BENCH_STORE_SECONDS ?? 5)
 const TURN_SECONDS = Number(process.env.BENCH_TURN_SECONDS ?? 8)
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 48)
 const STATEMENTS = Number(process.env.BENCH_STATEMENTS ?? 2000)
-const MAIN = fileURLToPath(new URL("../../../apps/gateway/dist/main.js", import.meta.url))
 const server = process.env.CONVERGE_TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const dbUrl = (name) => Object.assign(new URL(server), { pathname: `/${name}` }).toString()
 
@@ -52,9 +56,6 @@ const tempDir = () => {
   return dir
 }
 
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
-const fmt = (x, digits = 0) =>
-  x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 const keyOf = (i) => `agent:main:bench:${i}`
 const sessionIdOf = (i) => `${i.toString(16).padStart(8, "0")}-0b1d-4c3e-9a51-2f7d8e9c0a11`
 
@@ -129,54 +130,6 @@ const statementLatency = (url) =>
 
 // ---- 3. turns/s over HTTP -------------------------------------------------------------------
 
-const startGateway = (env) =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN], {
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        CONVERGE_HOST: "127.0.0.1",
-        CONVERGE_PORT: "0",
-        ...env
-      },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    const timer = setTimeout(() => reject(new Error("a gateway did not start within 30 s")), 30_000)
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      try {
-        const log = JSON.parse(line)
-        if (typeof log.message === "string" && log.message.startsWith("Converge gateway listening on ")) {
-          clearTimeout(timer)
-          resolve({ child, url: String(log.url) })
-        }
-      } catch {
-        // not a log line
-      }
-    })
-    child.once("exit", (code) => reject(new Error(`a gateway exited (${code}) before it listened`)))
-  })
-
-const stop = (g) =>
-  new Promise((resolve) => {
-    if (g.child.exitCode !== null) return resolve()
-    g.child.once("exit", () => resolve())
-    g.child.kill("SIGTERM")
-  })
-
-/** Busy and total jiffies of all cores (Linux `/proc/stat`), for how full the machine was. */
-const cpuTimes = () => {
-  const fields = nodeFs
-    .readFileSync("/proc/stat", "utf8")
-    .split("\n")[0]
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number)
-  const total = fields.reduce((a, b) => a + b, 0)
-  const idle = fields[3] + (fields[4] ?? 0)
-  return { busy: total - idle, total }
-}
-
 /** CLIENTS loops sending turns to random sessions, each to the gateway its key is routed to. */
 const turnsPerSecond = async (gateways) => {
   const agent = (i) => gateways[i % gateways.length]
@@ -223,7 +176,7 @@ const turnsPerSecond = async (gateways) => {
     other,
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
-    busy: (100 * (cpu1.busy - cpu0.busy)) / (cpu1.total - cpu0.total)
+    busy: busyPercent(cpu0, cpu1)
   }
 }
 
