@@ -198,7 +198,7 @@ export const layerSharding = (
 const PROBE_MS = 500
 
 /**
- * The router of a gateway on a database. It probes the database (`SELECT 1`, every 500 ms, 1 s
+ * The router of a gateway on a database. It probes the database (`SELECT 1`, every 500 ms, 3 s
  * at most): while it does not answer, a turn, `/compact` or reset answers `StorageUnavailable`
  * (503) at once, instead of waiting in the cluster, whose messages are stored first.
  */
@@ -210,8 +210,8 @@ const layerRouter = Layer.scoped(
     let away: string | undefined
     const probe = sql`SELECT 1`.pipe(
       Effect.timeoutFail({
-        duration: Duration.seconds(1),
-        onTimeout: () => new Error("no answer within 1 s")
+        duration: Duration.seconds(3),
+        onTimeout: () => new Error("no answer within 3 s")
       }),
       Effect.match({
         onFailure: (e) => {
