@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process"
 import * as nodeFs from "node:fs"
 import { createInterface } from "node:readline"
+import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 
 export const MAIN = fileURLToPath(new URL("../../apps/gateway/dist/main.js", import.meta.url))
@@ -70,3 +71,57 @@ export const percentile = (sorted, p) =>
 
 export const fmt = (x, digits = 0) =>
   x.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+
+/** One turn for `key` through gateway `g`: whether it completed, and how long it took. */
+export const sendTurn = async (g, key, message) => {
+  const t0 = performance.now()
+  const r = await fetch(`${g.url}/v1/sessions/${key}/turns`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ message })
+  })
+  const body = await r.json().catch(() => ({}))
+  return { ok: r.status === 200 && body.outcome === "completed", ms: performance.now() - t0 }
+}
+
+/**
+ * `clients` loops sending turns for random sessions (of `sessions`, named by `keyOf`) for
+ * `seconds`, each to the gateway `route(i)` picks, after one warm-up turn per session (so the
+ * run measures turns on existing sessions): completed turns/s, the others, latency p50/p99 of
+ * the completed ones, and how busy all cores were.
+ */
+export const turnsPerSecond = async ({ sessions, clients, seconds, keyOf, route }) => {
+  let next = 0
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      for (let i = next++; i < sessions; i = next++) await sendTurn(route(i), keyOf(i), `hello ${i}`)
+    })
+  )
+  let completed = 0
+  let other = 0
+  const latencies = []
+  const cpu0 = cpuTimes()
+  const start = performance.now()
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() - start < seconds * 1000) {
+        const i = Math.floor(Math.random() * sessions)
+        const r = await sendTurn(route(i), keyOf(i), `turn on ${i}`)
+        if (r.ok) {
+          completed++
+          latencies.push(r.ms)
+        } else other++
+      }
+    })
+  )
+  const elapsed = (performance.now() - start) / 1000
+  const cpu1 = cpuTimes()
+  const sorted = Float64Array.from(latencies).sort()
+  return {
+    perSecond: completed / elapsed,
+    other,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    busy: busyPercent(cpu0, cpu1)
+  }
+}

@@ -11,14 +11,13 @@ import { execFileSync } from "node:child_process"
 import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { performance } from "node:perf_hooks"
 import {
-  busyPercent,
-  cpuTimes,
   fmt,
   percentile,
+  sendTurn,
   startGateway as startBuiltGateway,
-  stopGateway as stop
+  stopGateway as stop,
+  turnsPerSecond as measureTurns
 } from "../../../scripts/bench/gateways.mjs"
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 1000)
@@ -56,16 +55,7 @@ const startGateway = async (env) => {
   return { ...g, hosted }
 }
 
-const turn = async (g, i, message) => {
-  const t0 = performance.now()
-  const r = await fetch(`${g.url}/v1/sessions/${keyOf(i)}/turns`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ message })
-  })
-  const body = await r.json().catch(() => ({}))
-  return { ok: r.status === 200 && body.outcome === "completed", ms: performance.now() - t0 }
-}
+const turn = (g, i, message) => sendTurn(g, keyOf(i), message)
 
 const gatewayEnv = (url) => ({
   CONVERGE_DATABASE_URL: url,
@@ -86,42 +76,15 @@ const startGateways = async (count, tag) => {
   return gateways
 }
 
-/** CLIENTS loops sending turns for random sessions to random gateways for TURN_SECONDS. */
-const turnsPerSecond = async (gateways) => {
-  const anyGateway = () => gateways[Math.floor(Math.random() * gateways.length)]
-  let next = 0
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      for (let i = next++; i < SESSIONS; i = next++) await turn(anyGateway(), i, `hello ${i}`)
-    })
-  )
-  let completed = 0
-  let other = 0
-  const latencies = []
-  const cpu0 = cpuTimes()
-  const start = performance.now()
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      while (performance.now() - start < TURN_SECONDS * 1000) {
-        const r = await turn(anyGateway(), Math.floor(Math.random() * SESSIONS), "a turn")
-        if (r.ok) {
-          completed++
-          latencies.push(r.ms)
-        } else other++
-      }
-    })
-  )
-  const elapsed = (performance.now() - start) / 1000
-  const cpu1 = cpuTimes()
-  const sorted = Float64Array.from(latencies).sort()
-  return {
-    perSecond: completed / elapsed,
-    other,
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    busy: busyPercent(cpu0, cpu1)
-  }
-}
+/** Turns for random sessions, each sent to a random gateway (no balancer). */
+const turnsPerSecond = (gateways) =>
+  measureTurns({
+    sessions: SESSIONS,
+    clients: CLIENTS,
+    seconds: TURN_SECONDS,
+    keyOf,
+    route: () => gateways[Math.floor(Math.random() * gateways.length)]
+  })
 
 /** One turn at a time, alternately to the session's owner and to the other gateway. */
 const forwardedLatency = async ([a, b]) => {

@@ -18,12 +18,11 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import { SessionStore } from "@converge/store"
 import { Effect, Layer, Redacted } from "effect"
 import {
-  busyPercent,
-  cpuTimes,
   fmt,
   percentile,
   startGateway,
-  stopGateway as stop
+  stopGateway as stop,
+  turnsPerSecond as measureTurns
 } from "../../../scripts/bench/gateways.mjs"
 import { Database, layerPgStore, mergeCallSql, toRow } from "../dist/index.js"
 
@@ -130,55 +129,15 @@ const statementLatency = (url) =>
 
 // ---- 3. turns/s over HTTP -------------------------------------------------------------------
 
-/** CLIENTS loops sending turns to random sessions, each to the gateway its key is routed to. */
-const turnsPerSecond = async (gateways) => {
-  const agent = (i) => gateways[i % gateways.length]
-  // Warm up: each session once, so the run measures turns on existing sessions.
-  let next = 0
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      for (let i = next++; i < SESSIONS; i = next++)
-        await fetch(`${agent(i).url}/v1/sessions/${keyOf(i)}/turns`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ message: `hello ${i}` })
-        }).then((r) => r.text())
-    })
-  )
-  let completed = 0
-  let other = 0
-  const latencies = []
-  const cpu0 = cpuTimes()
-  const start = performance.now()
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async () => {
-      while (performance.now() - start < TURN_SECONDS * 1000) {
-        const i = Math.floor(Math.random() * SESSIONS)
-        const t0 = performance.now()
-        const r = await fetch(`${agent(i).url}/v1/sessions/${keyOf(i)}/turns`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ message: `turn on ${i}` })
-        })
-        const body = await r.json().catch(() => ({}))
-        if (r.status === 200 && body.outcome === "completed") {
-          completed++
-          latencies.push(performance.now() - t0)
-        } else other++
-      }
-    })
-  )
-  const elapsed = (performance.now() - start) / 1000
-  const cpu1 = cpuTimes()
-  const sorted = Float64Array.from(latencies).sort()
-  return {
-    perSecond: completed / elapsed,
-    other,
-    p50: percentile(sorted, 50),
-    p99: percentile(sorted, 99),
-    busy: busyPercent(cpu0, cpu1)
-  }
-}
+/** Turns for random sessions, each sent to the gateway its key is routed to (`i mod n`). */
+const turnsPerSecond = (gateways) =>
+  measureTurns({
+    sessions: SESSIONS,
+    clients: CLIENTS,
+    seconds: TURN_SECONDS,
+    keyOf,
+    route: (i) => gateways[i % gateways.length]
+  })
 
 const gatewayEnv = (extra) => ({
   CONVERGE_LOCAL_REPLY_MS: "0",
