@@ -219,6 +219,12 @@ const logStartupFailure = (cause: Cause.Cause<unknown>) => {
       failure.value.cause instanceof Error ? failure.value.cause.message : String(failure.value.cause)
     return Effect.logError(`cannot start: cannot listen: ${reason}`)
   }
+  // A database error's own message (what PostgreSQL said) is in its `cause`; put it in the line.
+  const reason = Cause.squash(cause)
+  if (reason instanceof Error) {
+    const inner = reason.cause instanceof Error ? `: ${reason.cause.message}` : ""
+    return Effect.logError(`cannot start: ${reason.message}${inner}`, cause)
+  }
   return Effect.logError("cannot start", cause)
 }
 

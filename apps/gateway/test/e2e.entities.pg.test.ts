@@ -182,12 +182,22 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
     const outcomes = new Map<string, number>()
     let restarting: Promise<void> = Promise.resolve()
     let seenCompletions = 0
+    const phases = new Map<string, number>()
+    let mark = Date.now()
+    const phase = (name: string) => {
+      const now = Date.now()
+      phases.set(name, (phases.get(name) ?? 0) + now - mark)
+      mark = now
+    }
     for (let round = 0; round < KILLS; round++) {
       // The gateway killed last round is back before the next owner is killed.
+      phase("other")
       await restarting
+      phase("restart")
       const key = `agent:main:kill${round}`
       for (let n = 0; n < 3; n++) expect((await turn(random(), key, nextMessage()))?.status).toBe(200)
       // Sent through a gateway that (its log says) does not host the session.
+      phase("prime")
       const host = ownerOf(gateways, key)
       expect(host, `the host of ${key} said so in its log`).toBeDefined()
       const via = (host! + 1 + Math.floor(Math.random() * 2)) % 3
@@ -206,11 +216,17 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
       expect(owner, `the gateway of runner ${runner}`).toBeGreaterThanOrEqual(0)
       const front = (owner + 1 + Math.floor(Math.random() * 2)) % 3
       const events = await client(gateways[front]!.url).events()
+      phase("compact")
       const waiting = turn(front, key, nextMessage())
       await sleep(300)
       const killedAt = Date.now()
       gateways[owner]!.child.kill("SIGKILL")
       await gateways[owner]!.exited
+      // The killed gateway comes back at once, while its session is taken over, and takes
+      // shards back under the background load; the next round waits for it.
+      restarting = env().then(async (e) => {
+        gateways[owner] = await startGateway(e)
+      })
 
       // Served again by another runner: /status through the front answers.
       for (;;) {
@@ -221,7 +237,9 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
         await sleep(50)
       }
       takeovers.push(Date.now() - killedAt)
+      phase("takeover")
       const answer = await waiting
+      phase("waiting")
       expect(answer?.status, `the waiting turn of ${key} is answered`).toBe(200)
       const body = answer!.body
       outcomes.set(body.outcome, (outcomes.get(body.outcome) ?? 0) + 1)
@@ -229,11 +247,6 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
         body.outcome === "completed" || (body.outcome === "timed_out" && body.compaction.state === "pending"),
         `the waiting turn of ${key} answered ${JSON.stringify(body)}`
       ).toBe(true)
-
-      // The killed gateway comes back (and takes shards back, under the background load).
-      restarting = env().then(async (e) => {
-        gateways[owner] = await startGateway(e)
-      })
 
       // Once no compaction runs, /status agrees with the transcript.
       let status: Status | undefined
@@ -246,6 +259,7 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
         await sleep(50)
       }
       expect(status, `${key} settles`).toBeDefined()
+      phase("settle")
       const entries = Number(
         psql(
           url,
@@ -264,6 +278,7 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
         failedOf().map((e) => e.reason),
         `the failure of ${key}'s killed compaction`
       ).toEqual(["shutdown"])
+      phase("failed")
       const completedOf = dataOf<{ compactionId: string }>(events.events, "CompactionCompleted").filter(
         (e) => e.compactionId === started.body.compactionId
       )
@@ -276,6 +291,7 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
       seenCompletions += ids.length
       events.close()
     }
+    console.log(`entities: round phases (ms, sum over rounds) ${JSON.stringify(Object.fromEntries(phases))}`)
     await restarting
     loading = false
     await load

@@ -7,10 +7,11 @@
  */
 import {
   Entity,
-  MessageStorage,
+  type MessageStorage,
   RunnerHealth,
   Runners,
   RunnerAddress,
+  type RunnerStorage,
   type Sharding,
   ShardingConfig,
   SocketRunner,
@@ -20,6 +21,7 @@ import {
 import { NodeClusterSocket } from "@effect/platform-node"
 import { RpcSerialization } from "@effect/rpc"
 import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Layer, Option, Schedule } from "effect"
 import { StorageError, StorageUnavailable } from "@converge/domain"
 import { type LifecycleEvents, Runner } from "@converge/runner"
@@ -144,6 +146,35 @@ const widenIds = Effect.gen(function* () {
   )
 })
 
+/** A fixed advisory-lock number for "creating the cluster's tables" (ASCII "CLST"). */
+const CLUSTER_SCHEMA_LOCK = 0x434c5354
+
+/**
+ * Builds `layer` while this gateway holds a session advisory lock, on a connection of its own.
+ * The cluster's storage layers create their tables with `CREATE TABLE IF NOT EXISTS`, which
+ * fails in one of two gateways that start at the same moment on a new database (the type's
+ * row is inserted twice); one at a time, the second finds the tables made.
+ */
+const oneGatewayAtATime = <A, E, R>(
+  layer: Layer.Layer<A, E, R>
+): Layer.Layer<A, E | SqlError, R | SqlClient.SqlClient> =>
+  Layer.scopedContext(
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const scope = yield* Effect.scope
+      return yield* Effect.scoped(
+        Effect.gen(function* () {
+          const connection = yield* sql.reserve
+          yield* Effect.acquireRelease(
+            connection.executeRaw("SELECT pg_advisory_lock($1)", [CLUSTER_SCHEMA_LOCK]),
+            () => Effect.ignore(connection.executeRaw("SELECT pg_advisory_unlock($1)", [CLUSTER_SCHEMA_LOCK]))
+          )
+          return yield* Layer.buildWithScope(layer, scope)
+        })
+      )
+    })
+  )
+
 /** Deletes processed messages (and their replies) older than `afterMs`, every minute. */
 const pruneProcessed = (afterMs: number) =>
   Effect.gen(function* () {
@@ -169,6 +200,18 @@ const runnerSockets = (token: string | undefined) =>
         layerAuthenticatedClientProtocol(token)
       )
 
+/**
+ * The cluster's tables on the database in context (`SqlMessageStorage`, `SqlRunnerStorage`),
+ * made or migrated by one gateway at a time.
+ */
+export const layerStorage: Layer.Layer<
+  MessageStorage.MessageStorage | RunnerStorage.RunnerStorage,
+  SqlError,
+  SqlClient.SqlClient | ShardingConfig.ShardingConfig
+> = oneGatewayAtATime(
+  Layer.merge(SqlMessageStorage.layer.pipe(Layer.tap(() => widenIds)), SqlRunnerStorage.layer)
+)
+
 /** Sharding on the database in context, with the runner socket served at `options.runnerAddress`. */
 export const layerSharding = (
   options: ClusterOptions
@@ -180,8 +223,7 @@ export const layerSharding = (
   SocketRunner.layer.pipe(
     Layer.provide(RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc))),
     Layer.provide(runnerSockets(options.token)),
-    Layer.provideMerge(Layer.orDie(SqlMessageStorage.layer)),
-    Layer.provide(Layer.orDie(SqlRunnerStorage.layer)),
+    Layer.provideMerge(Layer.orDie(layerStorage)),
     Layer.provide(ShardingConfig.layer(shardingConfig(options))),
     Layer.provide(RpcSerialization.layerMsgPack),
     Layer.catchAll((e) =>
@@ -251,8 +293,6 @@ export const layer = (
   Layer.mergeAll(
     layerRouter,
     layerSessionEntity({ leaseWaitMs: options.leaseWaitMs }),
-    // After the cluster's migration has made the table.
-    Layer.effectDiscard(MessageStorage.MessageStorage.pipe(Effect.zipRight(widenIds), Effect.orDie)),
     Layer.scopedDiscard(pruneProcessed(options.pruneAfterMs ?? 60 * 60_000)),
     // A dead runner's compaction is failed (shutdown) about when its shards move.
     Layer.scopedDiscard(
