@@ -396,8 +396,27 @@ const make = (options: TranscriptOptions) =>
       Effect.map(parseIndex),
       Effect.orElseSucceed(() => new Map<string, unknown>())
     )
-    /** The index as this runtime first read it; each entry is decoded when its session is folded. */
-    const storedIndex = yield* Effect.cached(readIndex)
+    /**
+     * The index as this runtime first read it; each entry is decoded when its session is folded.
+     * Read once, by a fiber of the runtime rather than by its first caller: a caller interrupted
+     * during the read (a turn at its deadline) leaves the read going, and every caller that
+     * waits for it gets the index. (`Effect.cached` kept the first caller's interruption as the
+     * result, so every later fold failed as interrupted.)
+     */
+    const indexRead = yield* Deferred.make<Map<string, unknown>>()
+    let indexReadStarted = false
+    // Started and marked in one uninterruptible step, so a read is never marked but not started.
+    const startIndexRead = Effect.uninterruptible(
+      Effect.suspend(() => {
+        if (indexReadStarted) return Effect.void
+        indexReadStarted = true
+        return Effect.asVoid(FiberSet.run(flushers, Effect.intoDeferred(readIndex, indexRead)))
+      })
+    )
+    const storedIndex: Effect.Effect<Map<string, unknown>> = Effect.zipRight(
+      startIndexRead,
+      Deferred.await(indexRead)
+    )
 
     const resumeOf = (s: Session): Effect.Effect<Resume | undefined> =>
       Effect.suspend(() => {

@@ -10,6 +10,7 @@ import * as Path from "@effect/platform/Path"
 import { Cause, Context, Effect, Exit, Fiber, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { RESUME_INDEX } from "../src/internal/resume.js"
 import { foldTranscript, Transcript } from "../src/index.js"
 import { DM, fixtureDir, reply, user } from "./helpers.js"
 
@@ -129,6 +130,48 @@ describe("durability", () => {
       const write = calls.lastIndexOf("File.writeAll")
       expect(write).toBeGreaterThan(-1)
       expect(calls.slice(write + 1)).toContain("File.sync")
+    })
+  )
+})
+
+describe("an interrupted first read", () => {
+  // The resume index is read once, by the first fold of the runtime, on the caller's fiber. A
+  // turn whose deadline interrupted that read left the interruption as the read's cached
+  // result: the folds after it failed as interrupted (turns "interrupted" with no deadline of
+  // their own, in the burst test on a loaded machine).
+  it.scoped("of the resume index does not interrupt the folds after it", () =>
+    Effect.gen(function* () {
+      const reading = yield* Effect.makeLatch(false)
+      const release = yield* Effect.makeLatch(false)
+      // The index read waits until the test lets it go (any other read goes through).
+      const slowIndex = Layer.effect(
+        FileSystem.FileSystem,
+        Effect.map(FileSystem.FileSystem, (fs) =>
+          FileSystem.make({
+            ...fs,
+            readFile: (file) =>
+              file.endsWith(RESUME_INDEX)
+                ? reading.open.pipe(Effect.zipRight(release.await), Effect.zipRight(fs.readFile(file)))
+                : fs.readFile(file)
+          })
+        )
+      )
+      const ctx = yield* Layer.build(
+        Transcript.layer({ sessionsDir: DIR, leaseMs: 10_000 }).pipe(
+          Layer.provideMerge(Layer.merge(slowIndex, Path.layer)),
+          Layer.provide(seeded(true))
+        )
+      )
+      const t = Context.get(ctx, Transcript)
+      const first = yield* Effect.fork(t.fold(DM))
+      yield* reading.await
+      yield* Fiber.interrupt(first)
+      yield* release.open
+      // Another session, and the same one again: neither is interrupted.
+      const other = yield* Effect.exit(t.append("other", [user("after the interrupt")]))
+      expect(Exit.isSuccess(other), Exit.isFailure(other) ? Cause.pretty(other.cause) : "").toBe(true)
+      const again = yield* Effect.exit(t.fold(DM))
+      expect(Exit.isSuccess(again), Exit.isFailure(again) ? Cause.pretty(again.cause) : "").toBe(true)
     })
   )
 })
