@@ -28,7 +28,8 @@ import { Transcript } from "@converge/transcript"
 const OPS = Number(process.env.BENCH_PART_OPS ?? 2000)
 const FIBERS = 100
 const root = fs.mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), "converge-parts-bench-"))
-const config = { ...defaults, sessionsDir: root }
+// Without admission control: 100 fibers in a closed loop measure cost, not what a runtime admits.
+const config = { ...defaults, sessionsDir: root, admissionMs: 0 }
 const rt = ManagedRuntime.make(
   runnerLayer.pipe(
     Layer.provideMerge(
