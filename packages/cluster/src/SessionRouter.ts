@@ -1,8 +1,8 @@
 /**
  * Where a request for a session is run. In one process (`layerLocal`) that is the runtime's own
  * `Runner`. On a database (`viaEntity`, built by `Cluster.layer`) it is the `Session` entity of
- * the key: the cluster sends the message to the runner that owns the key's shard, which may be this process or
- * another gateway, and the answer comes back the same either way.
+ * the key: the cluster sends the message to the runner that owns the key's shard, which may be
+ * this process or another gateway, and the answer comes back the same either way.
  */
 import type { ClusterError } from "@effect/cluster"
 import type { RpcClient } from "@effect/rpc"

@@ -281,14 +281,16 @@ export const make = (
         return { text, inputTokens, outputTokens: tokensOf(text.length) }
       })
 
+    const usageOf = (result: Answer) => ({
+      inputTokens: result.inputTokens,
+      outputTokens: result.outputTokens,
+      totalTokens: result.inputTokens + result.outputTokens
+    })
+
     const finish = (result: Answer): Response.FinishPartEncoded => ({
       type: "finish",
       reason: "stop",
-      usage: {
-        inputTokens: result.inputTokens,
-        outputTokens: result.outputTokens,
-        totalTokens: result.inputTokens + result.outputTokens
-      }
+      usage: usageOf(result)
     })
 
     const made = yield* LanguageModel.make({
@@ -324,14 +326,7 @@ export const make = (
           (result) =>
             new LanguageModel.GenerateTextResponse<{}>([
               Response.makePart("text", { text: result.text }),
-              Response.makePart("finish", {
-                reason: "stop",
-                usage: new Response.Usage({
-                  inputTokens: result.inputTokens,
-                  outputTokens: result.outputTokens,
-                  totalTokens: result.inputTokens + result.outputTokens
-                })
-              })
+              Response.makePart("finish", { reason: "stop", usage: new Response.Usage(usageOf(result)) })
             ])
         )) as LanguageModel.Service["generateText"]
     }
