@@ -12,7 +12,7 @@ import {
   Runners,
   RunnerAddress,
   type RunnerStorage,
-  type Sharding,
+  Sharding,
   ShardingConfig,
   SocketRunner,
   SqlMessageStorage,
@@ -74,13 +74,22 @@ export interface EntityOptions {
    * its entity stops, or it lapses `leaseMs` after that runner died. 0: answer at once.
    */
   readonly leaseWaitMs?: number | undefined
+  /**
+   * When the entity stops (its shard moves), how long the session's running compaction may go
+   * on to its commit before it is failed (`shutdown`, started again by the next turn that needs
+   * it, on the new owner). The shard is handed over only after that (default 1 000 ms).
+   */
+  readonly compactionHandoffMs?: number | undefined
 }
 
 /**
  * The `Session` entity, run by the `Runner` in context. A key's messages run concurrently (the
  * runner's lane orders turns; a status does not wait behind a turn). When the entity stops —
- * its shard moved to another runner, or it was idle — the session's transcript lease is given
- * back, so that the next owner does not wait for it.
+ * its shard moved to another runner, or it was idle — the session is handed off: its running
+ * compaction commits within `compactionHandoffMs` or fails, what the store merged is written,
+ * this process forgets what it recovered of the session (rebuilt from the database if the
+ * shard comes back), and the transcript lease is given back, so that the next owner does not wait for it. The cluster
+ * releases the shard only after this, so two runners never work on one session at once.
  */
 export const layerSessionEntity = (options: EntityOptions = {}) =>
   SessionEntity.toLayer(
@@ -88,12 +97,28 @@ export const layerSessionEntity = (options: EntityOptions = {}) =>
       const runner = yield* Runner
       const store = yield* SessionStore
       const transcript = yield* Transcript
-      const { entityId: key } = yield* Entity.CurrentAddress
+      const sharding = yield* Sharding.Sharding
+      const { entityId: key, shardId } = yield* Entity.CurrentAddress
       // Where a session runs is said once per move (operators, and tests that kill its owner).
       const said = Effect.annotateLogs({ sessionKey: key })
       yield* Effect.logInfo("session hosted on this runner").pipe(said)
+      const handoffMs = options.compactionHandoffMs ?? 1_000
+      // Stopped while the shard is still ours: only idle (a running compaction goes on here).
+      // The in-memory test client has no shards: its entity stops as if its shard moved.
+      const stillOurs = () => typeof sharding.hasShardId === "function" && sharding.hasShardId(shardId)
       yield* Effect.addFinalizer(() =>
-        store.get(key).pipe(
+        Effect.suspend(() =>
+          stillOurs()
+            ? Effect.void
+            : runner.handOff(key, Duration.millis(handoffMs)).pipe(
+                // What this runner merged is written now, not at its next flush: the next owner reads it.
+                Effect.zipRight(store.flush),
+                Effect.catchAll((e) =>
+                  Effect.logWarning(`cannot write the session before handing it off: ${e.message}`)
+                )
+              )
+        ).pipe(
+          Effect.zipRight(store.get(key)),
           Effect.flatMap((entry) =>
             Option.isSome(entry) ? transcript.letGo(entry.value.sessionId) : Effect.void
           ),

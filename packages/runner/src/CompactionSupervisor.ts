@@ -12,6 +12,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   FiberMap,
   Metric,
   Option,
@@ -69,13 +70,17 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
       const handles = new Map<string, CompactionHandle>()
       // Why a compaction is being interrupted, when something other than its timeout does it.
       const interruptReasons = new Map<string, CompactionFailureReason>()
+      // What its failure says then, when not the reason's usual message.
+      const interruptMessages = new Map<string, string>()
 
       const settle = (handle: CompactionHandle, exit: Exit.Exit<CompactionOutcome, unknown>) =>
         Effect.gen(function* () {
           const id = handle.session.sessionId
           if (handles.get(id) === handle) handles.delete(id)
           const interruptReason = interruptReasons.get(handle.compactionId)
+          const interruptMessage = interruptMessages.get(handle.compactionId)
           interruptReasons.delete(handle.compactionId)
+          interruptMessages.delete(handle.compactionId)
           if (yield* Deferred.isDone(handle.done)) {
             const committed = yield* Effect.exit(Deferred.await(handle.done))
             return Exit.isSuccess(committed)
@@ -96,7 +101,9 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
               message = typeof f.message === "string" ? f.message : String(failure.value)
             } else if (Cause.isInterruptedOnly(exit.cause)) {
               reason = interruptReason ?? "shutdown"
-              message = reason === "cancelled" ? "compaction cancelled" : "compaction interrupted by shutdown"
+              message =
+                interruptMessage ??
+                (reason === "cancelled" ? "compaction cancelled" : "compaction interrupted by shutdown")
             } else {
               message = Cause.pretty(exit.cause)
             }
@@ -253,6 +260,37 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
           return true
         })
 
+      /**
+       * The session of `sessionKey` goes to another process: its running compaction may finish
+       * within `bound`; past it, it is interrupted before its commit and fails with reason
+       * `shutdown`. Returns once it settled, so that nothing of this process writes the session
+       * afterwards.
+       */
+      const release = (sessionKey: string, bound: Duration.DurationInput): Effect.Effect<void> =>
+        Effect.gen(function* () {
+          const running = [...handles.values()].filter((h) => h.session.sessionKey === sessionKey)
+          if (running.length === 0) return
+          // Finalizers run uninterruptibly: the wait itself must be interruptible for its bound to work.
+          yield* Effect.forEach(running, (h) => Deferred.await(h.done).pipe(Effect.exit), {
+            discard: true
+          }).pipe(Effect.interruptible, Effect.timeoutOption(bound))
+          for (const h of running) {
+            const id = h.session.sessionId
+            if (handles.get(id) !== h) continue
+            if (yield* Deferred.isDone(h.done)) {
+              // Committed: its fiber only settles now.
+              yield* FiberMap.get(fibers, id).pipe(Effect.flatMap(Fiber.await), Effect.ignore)
+              continue
+            }
+            interruptReasons.set(h.compactionId, "shutdown")
+            interruptMessages.set(
+              h.compactionId,
+              "compaction interrupted: its session moved to another runner"
+            )
+            yield* FiberMap.remove(fibers, id)
+          }
+        })
+
       /** How many compactions are running (0 once everything settled). */
       const size = Effect.sync(() => handles.size)
 
@@ -271,7 +309,7 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
 
       yield* Effect.addFinalizer(() => drain(Duration.millis(config.drainTimeoutMs)))
 
-      return { start, await: await_, cancel, inFlight, size, drain } as const
+      return { start, await: await_, cancel, release, inFlight, size, drain } as const
     })
   }
 ) {}

@@ -338,6 +338,16 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
       Effect.suspend(() => (recovered.has(key) ? Effect.void : Effect.asVoid(recover(key))))
 
     /**
+     * Forgets that `key` was recovered in this process: the next read folds its transcript
+     * again. For a session another process worked on meanwhile (its cluster shard moved away
+     * and back): the transcript, not what this process last saw, says what happened.
+     */
+    const forget = (key: string): Effect.Effect<void> =>
+      Effect.sync(() => {
+        recovered.delete(key)
+      })
+
+    /**
      * The stored entry of `key`, recovered first; none when it is missing (no error is built:
      * a turn's first use of a key takes this path); fails when it cannot be served.
      */
@@ -402,6 +412,7 @@ export class Reconciler extends Effect.Service<Reconciler>()("converge/Reconcile
       create,
       recover,
       ensureRecovered,
+      forget,
       session,
       findSession,
       refresh

@@ -742,6 +742,15 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         return yield* status.get(key)
       })
 
+    /**
+     * The session of `key` leaves this process (its cluster shard moved to another runner):
+     * its compaction may finish within `bound`, else it fails (`shutdown`) before its commit;
+     * and what this process recovered of the session is forgotten, so that if it comes back
+     * it is rebuilt from the transcript and the store, whatever the other runner did.
+     */
+    const handOff = (key: string, bound: Duration.DurationInput): Effect.Effect<void> =>
+      Effect.zipRight(supervisor.release(key, bound), reconciler.forget(key))
+
     /** Stops taking new work; what runs goes on until drained. */
     const beginShutdown = Effect.sync(() => {
       shuttingDown = true
@@ -777,6 +786,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
       compact,
       cancelCompaction,
       reset,
+      handOff,
       beginShutdown,
       running,
       idempotencyKeys,

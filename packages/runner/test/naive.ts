@@ -150,6 +150,8 @@ export const naiveRunner: Variant = {
         start,
         await: (handle, bound) => Deferred.await(handle.done).pipe(Effect.exit, Effect.timeoutOption(bound)),
         cancel: () => Effect.succeed(false),
+        // The naive supervisor keeps no hand-off: a moved session's compaction runs on.
+        release: () => Effect.void,
         inFlight: (sessionId) => Effect.sync(() => Option.fromNullable(handles.get(sessionId))),
         size: Effect.succeed(0),
         drain: (_bound: Duration.DurationInput) => Effect.void

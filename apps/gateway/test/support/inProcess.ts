@@ -106,6 +106,7 @@ export const startStubbed = async (
     compact: unimplemented("compact"),
     cancelCompaction: unimplemented("cancelCompaction"),
     reset: unimplemented("reset"),
+    handOff: unimplemented("handOff"),
     status: unimplemented("status"),
     sessions: Effect.succeed([]),
     beginShutdown: Effect.void,
