@@ -222,6 +222,11 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
       const killedAt = Date.now()
       gateways[owner]!.child.kill("SIGKILL")
       await gateways[owner]!.exited
+      // The killed gateway comes back at once: it joins and takes shards while the session is
+      // taken over and settles (a shard may move twice), under the background load.
+      restarting = env().then(async (e) => {
+        gateways[owner] = await startGateway(e)
+      })
 
       // Served again by another runner: /status through the front answers.
       for (;;) {
@@ -242,11 +247,6 @@ describe("sessions as cluster entities: three gateways, no balancer", () => {
         body.outcome === "completed" || (body.outcome === "timed_out" && body.compaction.state === "pending"),
         `the waiting turn of ${key} answered ${JSON.stringify(body)}`
       ).toBe(true)
-
-      // The killed gateway comes back (and takes shards back, under the background load).
-      restarting = env().then(async (e) => {
-        gateways[owner] = await startGateway(e)
-      })
 
       // Once no compaction runs, /status agrees with the transcript.
       let status: Status | undefined
