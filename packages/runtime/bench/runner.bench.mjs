@@ -16,13 +16,14 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { SUMMARY_PROMPT_PREFIX } from "@converge/domain"
 import { layer as runnerLayer, Runner, RunnerConfig } from "@converge/runner"
 import { SessionStore } from "@converge/store"
 import { LocalModel } from "@converge/testkit"
 import { Transcript } from "@converge/transcript"
 import { defaults } from "@converge/domain"
-import { Telemetry } from "../dist/index.js"
+import { Scheduling, Telemetry } from "../dist/index.js"
 
 const SESSIONS = Number(process.env.BENCH_TURN_SESSIONS ?? 1000)
 const TURNS_PER_SESSION = Number(process.env.BENCH_TURNS_PER_SESSION ?? 3)
@@ -47,7 +48,12 @@ const runtimeOf = (config, model) =>
       Layer.provideMerge(RunnerConfig.layer(config)),
       Layer.provideMerge(NodeContext.layer),
       // As the runtime runs: spans off unless OTEL_EXPORTER_OTLP_ENDPOINT asks for traces.
-      Layer.provide(Telemetry.tracingLayer(Telemetry.settingsFromEnv(process.env)))
+      Layer.provide(Telemetry.tracingLayer(Telemetry.settingsFromEnv(process.env))),
+      Layer.provide(
+        process.env.BENCH_SLICE_MS === "off"
+          ? Layer.empty
+          : Scheduling.layerSliced(Number(process.env.BENCH_SLICE_MS ?? Scheduling.defaultSliceMs))
+      )
     )
   )
 
@@ -219,6 +225,15 @@ const overload = async (rate, sessions) => {
   const t0 = performance.now()
   const end = t0 + OVERLOAD_SECONDS * 1000
   let sent = 0
+  const loopDelay = monitorEventLoopDelay({ resolution: 5 })
+  loopDelay.enable()
+  const trace = process.env.BENCH_TRACE_ADMISSION
+    ? setInterval(() => {
+        rt.runPromise(runner.admission).then((s) =>
+          log(`admission ${rate.toFixed(0)}/s t=${(performance.now() - t0).toFixed(0)} ${JSON.stringify(s)}`)
+        )
+      }, 250)
+    : undefined
   // Open loop: every tick sends the turns that are due, whatever came back.
   while (sent < total) {
     const due = Math.min(total, Math.floor(((performance.now() - t0) * rate) / 1000))
@@ -244,6 +259,11 @@ const overload = async (rate, sessions) => {
     await new Promise((r) => setTimeout(r, 5))
   }
   await Promise.all(pending)
+  if (trace !== undefined) clearInterval(trace)
+  loopDelay.disable()
+  log(
+    `event loop delay at ${rate.toFixed(0)}/s: p50 ${(loopDelay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${(loopDelay.max / 1e6).toFixed(1)} ms`
+  )
   const stats = await rt.runPromise(runner.admission)
   await rt.dispose()
   return {

@@ -14,6 +14,7 @@ import {
 import { SessionRouter } from "@converge/cluster"
 import { LifecycleEvents, Runner } from "@converge/runner"
 import { layer } from "./RuntimeLayer.js"
+import { layerSliced } from "./Scheduling.js"
 import * as Telemetry from "./Telemetry.js"
 
 /** An error from the runtime: `name` is its tag (`SessionNotFound`, `LaneFull`, …). */
@@ -87,9 +88,13 @@ export const createRuntime = async (options: RuntimeOptions = {}): Promise<Conve
   if (Exit.isFailure(configExit)) throw toError(configExit.cause)
   const config = configExit.value
   const vars = env ?? process.env
-  // Traces by OTLP when the `OTEL_*` variables ask for them, as in the gateway.
+  // Traces by OTLP when the `OTEL_*` variables ask for them, as in the gateway; its fibers on the
+  // sliced scheduler, as the gateway's (the event loop keeps turning under load).
   const runtime = ManagedRuntime.make(
-    layer(config, vars).pipe(Layer.provide(Telemetry.tracingLayer(Telemetry.settingsFromEnv(vars))))
+    layer(config, vars).pipe(
+      Layer.provide(Telemetry.tracingLayer(Telemetry.settingsFromEnv(vars))),
+      Layer.provide(layerSliced())
+    )
   )
   let disposed = false
   const disposedError = () => new ConvergeError("Disposed", "the runtime was disposed; create a new one")
