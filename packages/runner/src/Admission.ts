@@ -64,6 +64,11 @@ export class AdmissionControl {
   private externalMs = 0
   private readonly windowMs: number
   private readonly initialTurns: number
+  /** The window's served turns: how many, and the sum of their time in the runner not waiting on others. */
+  private sojourns = 0
+  private sojournSumMs = 0
+  /** The budget of the last admission (its turn's timeout may have shortened it). */
+  private lastBudgetMs: number
 
   constructor(
     private readonly settings: AdmissionSettings,
@@ -72,6 +77,7 @@ export class AdmissionControl {
     this.windowMs = settings.windowMs ?? 100
     this.initialTurns = settings.initialTurns ?? 64
     this.windowStart = now
+    this.lastBudgetMs = settings.budgetMs
   }
 
   /** The in-flight bound of `budgetMs` (or of this turn's own timeout, when shorter). */
@@ -80,6 +86,7 @@ export class AdmissionControl {
     // A turn admitted at the bound starts within the budget and must still have time to run:
     // at most half its own timeout is spent waiting to start.
     const budget = Math.min(this.settings.budgetMs, timeoutMs / 2)
+    if (Number.isFinite(timeoutMs)) this.lastBudgetMs = budget
     const byBudget =
       this.capacity === undefined
         ? this.initialTurns
@@ -101,8 +108,19 @@ export class AdmissionControl {
       // completions come in bursts (a lane hands over, a batch of appends lands at once).
       this.capacity = Math.max(1, 0.7 * this.capacity + 0.3 * rate)
     }
+    // Little's law the other way round: turns that spent longer than the budget in the runner
+    // say the bound admitted more than it can do in the budget (a burst of completions read as
+    // capacity). The estimate is cut by the ratio, at most by half a window, as those turns
+    // were admitted a while ago under the bound then.
+    if (this.capacity !== undefined && this.sojourns > 0 && this.settings.budgetMs > 0) {
+      const sojournMs = this.sojournSumMs / this.sojourns
+      if (sojournMs > this.lastBudgetMs)
+        this.capacity = Math.max(1, this.capacity * Math.max(0.5, this.lastBudgetMs / sojournMs))
+    }
     this.windowStart = now
     this.completions = 0
+    this.sojourns = 0
+    this.sojournSumMs = 0
     this.saturated = this.inFlight >= this.limitFor(Number.POSITIVE_INFINITY)
   }
 
@@ -133,13 +151,18 @@ export class AdmissionControl {
   }
 
   /**
-   * An admitted turn ended, having waited `externalMs` on others. Only a turn that was
-   * `served` (it ran to its end, not stopped by its deadline) counts as work done: turns
-   * timing out together would otherwise read as a burst of capacity.
+   * An admitted turn ended, having waited `externalMs` on others, `sojournMs` after it was
+   * admitted (when known). Only a turn that was `served` (it ran to its end, not stopped by its
+   * deadline) counts as work done: turns timing out together would otherwise read as a burst
+   * of capacity. Every turn's time in the runner counts, a timed-out one's too.
    */
-  release(now: number, externalMs = 0, served = true): void {
+  release(now: number, externalMs = 0, served = true, sojournMs?: number): void {
     this.roll(now)
     if (this.inFlight > 0) this.inFlight--
+    if (sojournMs !== undefined) {
+      this.sojourns++
+      this.sojournSumMs += Math.max(0, sojournMs - externalMs)
+    }
     if (!served) return
     this.completions++
     this.externalMs += 0.1 * (externalMs - this.externalMs)

@@ -497,7 +497,7 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         const handover = { forked: false }
         const released = (waitedMs: number, served: boolean) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) => {
-            admission.release(now, waitedMs, served)
+            admission.release(now, waitedMs, served, now - submittedAt)
             return Metric.set(Metrics.turnsInFlight, admission.turnsInFlight)
           })
         // The part of a turn after its admission.

@@ -77,6 +77,32 @@ describe("AdmissionControl", () => {
     expect(after).toBeGreaterThan(20)
   })
 
+  it("cuts the capacity when admitted turns spent longer than the budget in the runner", () => {
+    const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 1000, initialTurns: 10 }, 0)
+    admitMany(control, 10, 0, 1000)
+    // 40 turns end within the window, each replaced: 400 turns/s, having taken 100 ms each.
+    for (let i = 0; i < 40; i++) {
+      control.release(50, 0, true, 100)
+      control.admit(50, 1000)
+    }
+    expect(control.stats(100).capacity).toBe(400)
+    // The next window's turns took 2 s in the runner, 4× the 500 ms budget of a 1 s timeout,
+    // at the same rate: the estimate is cut by at most half per window, not by the rate.
+    admitMany(control, 1000, 100, 1000)
+    for (let i = 0; i < 40; i++) control.release(150, 0, true, 2000)
+    const cut = control.stats(200).capacity ?? 0
+    expect(cut).toBeLessThan(400)
+    expect(cut).toBeGreaterThanOrEqual(0.5 * (0.7 * 400 + 0.3 * 400))
+    // Time waiting on the model is not time in the runner: no cut.
+    const slowModel = new AdmissionControl({ maxTurns: 10_000, budgetMs: 1000, initialTurns: 10 }, 0)
+    admitMany(slowModel, 10, 0, 1000)
+    for (let i = 0; i < 40; i++) {
+      slowModel.release(50, 1900, true, 2000)
+      slowModel.admit(50, 1000)
+    }
+    expect(slowModel.stats(100).capacity).toBe(400)
+  })
+
   it("is not overloaded by a slow model: time waiting on the model widens the bound", () => {
     const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 100, initialTurns: 10 }, 0)
     admitMany(control, 10, 0)
