@@ -211,7 +211,8 @@ const overload = async (rate, sessions) => {
     sessionsDir: dir,
     localReplyMs: 0,
     localSummaryMs: 0,
-    turnTimeoutMs: timeoutMs
+    turnTimeoutMs: timeoutMs,
+    ...(process.env.BENCH_LEASE_MS ? { leaseMs: Number(process.env.BENCH_LEASE_MS) } : {})
   }
   const rt = runtimeOf(config, LocalModel.layer({ replyMs: 0, summaryMs: 0 }))
   const runner = await rt.runPromise(Runner)
@@ -246,6 +247,8 @@ const overload = async (rate, sessions) => {
             outcomes[exit.value.outcome]++
             if (exit.value.outcome === "completed" && now <= end) completedInWindow++
             overshoots.push(Math.max(0, now - start - timeoutMs))
+            if (process.env.BENCH_DEBUG_OVERSHOOT && now - start - timeoutMs > 5)
+              log(`late ${exit.value.outcome} ${(now - start).toFixed(0)} ms sent at ${(start - t0).toFixed(0)}`)
           } else {
             const tag = exit.cause._tag === "Fail" ? exit.cause.error._tag : "other"
             if (tag === "Overloaded") {

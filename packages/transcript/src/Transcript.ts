@@ -195,6 +195,13 @@ interface Session {
 
 const EMPTY_HASH = fingerprint(new Uint8Array(0))
 
+/** Where in its first period a session's lease is first refreshed: from 0.5 to 1, by its id. */
+const refreshPhase = (sessionId: string): number => {
+  let h = 2166136261
+  for (let i = 0; i < sessionId.length; i++) h = Math.imul(h ^ sessionId.charCodeAt(i), 16777619)
+  return 0.5 + ((h >>> 0) % 1000) / 2000
+}
+
 const isNotFound = (e: PlatformError): boolean => e._tag === "SystemError" && e.reason === "NotFound"
 const isAlreadyExists = (e: PlatformError): boolean =>
   e._tag === "SystemError" && e.reason === "AlreadyExists"
@@ -281,6 +288,11 @@ const make = (options: TranscriptOptions) =>
     const sessions = new Map<string, Session>()
     const resumeFlushMs = options.resumeFlushMs ?? 5_000
     const refreshers = yield* FiberMap.make<string>()
+    // Lease refreshes and idle releases run two at a time: each is a few file operations, and a
+    // thousand of them at once would queue in front of the turns' appends in libuv's thread
+    // pool (four threads). Taken before the session's lock, so no turn waits behind the queue;
+    // a refresh has two thirds of `leaseMs` to spare.
+    const backgroundIo = yield* Effect.makeSemaphore(2)
     const flushers = yield* FiberSet.make()
     const indexPath = path.join(dir, RESUME_INDEX)
     /** Resume states of this runtime (decoded from the index, or folded here). */
@@ -710,38 +722,49 @@ const make = (options: TranscriptOptions) =>
         }
       })
 
-    /** While the lease is held: refreshes it, and releases it once idle; then ends. */
+    /**
+     * While the lease is held: refreshes it, and releases it once idle; then ends. The first
+     * refresh comes after a part of the period that depends on the session (half to all of it),
+     * the next ones every period: leases taken together (a burst of new sessions) are not all
+     * refreshed in the same moment, each a read and a write of its lease file, in front of the
+     * turns' appends.
+     */
     const refresher = (s: Session, lease: Lease): Effect.Effect<void> =>
       Effect.gen(function* () {
         // After a failed refresh, the next try waits a whole period instead of spinning.
         let retryAt = 0
+        const firstAt = lease.lastRefreshAt + Math.ceil(refreshEvery * refreshPhase(s.sessionId))
+        const dueAt = () =>
+          lease.lastRefreshAt === lease.acquiredAt ? firstAt : lease.lastRefreshAt + refreshEvery
         for (;;) {
           if (s.lease !== lease) return
           const now = yield* Clock.currentTimeMillis
-          const refreshAt = Math.max(lease.lastRefreshAt + refreshEvery, retryAt)
+          const refreshAt = Math.max(dueAt(), retryAt)
           const wake = lease.holders > 0 ? refreshAt : Math.min(refreshAt, lease.lastUsedAt + idleMs)
           if (wake > now) yield* Effect.sleep(wake - now)
-          const step = yield* s.lock.withPermits(1)(
-            Effect.uninterruptible(
-              Effect.gen(function* () {
-                if (s.lease !== lease) return "done" as const
-                const t = yield* Clock.currentTimeMillis
-                if (lease.holders === 0 && t >= lease.lastUsedAt + idleMs) {
-                  yield* release(s)
-                  return "done" as const
-                }
-                if (t < lease.lastRefreshAt + refreshEvery || t < retryAt) return "wait" as const
-                return yield* refresh(s, lease).pipe(
-                  Effect.as("wait" as const),
-                  Effect.catchTags({
-                    SessionLeased: () => Effect.succeed("done" as const),
-                    StorageError: (e) => {
-                      retryAt = t + refreshEvery
-                      return Effect.logWarning(e.message).pipe(Effect.as("wait" as const))
-                    }
-                  })
-                )
-              })
+          const step = yield* backgroundIo.withPermits(1)(
+            s.lock.withPermits(1)(
+              Effect.uninterruptible(
+                Effect.gen(function* () {
+                  if (s.lease !== lease) return "done" as const
+                  const t = yield* Clock.currentTimeMillis
+                  if (lease.holders === 0 && t >= lease.lastUsedAt + idleMs) {
+                    yield* release(s)
+                    return "done" as const
+                  }
+                  if (t < dueAt() || t < retryAt) return "wait" as const
+                  return yield* refresh(s, lease).pipe(
+                    Effect.as("wait" as const),
+                    Effect.catchTags({
+                      SessionLeased: () => Effect.succeed("done" as const),
+                      StorageError: (e) => {
+                        retryAt = t + refreshEvery
+                        return Effect.logWarning(e.message).pipe(Effect.as("wait" as const))
+                      }
+                    })
+                  )
+                })
+              )
             )
           )
           if (step === "done") return

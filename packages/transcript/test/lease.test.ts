@@ -24,26 +24,35 @@ const build = Effect.gen(function* () {
 })
 
 describe("lease under TestClock", () => {
-  it.scoped("refreshed every leaseMs / 3 while active, released when idle, then no timer is left", () =>
-    Effect.gen(function* () {
-      const { t, lock } = yield* build
-      yield* t.append("a", [user("x")])
-      expect((yield* lock)._tag).toBe("Some")
-      expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([3_000])
-      yield* TestClock.adjust("3 seconds")
-      expect(yield* lock).toMatchObject({ _tag: "Some", value: { refreshedAt: 3_000 } })
-      // Activity postpones the release.
-      yield* TestClock.adjust("20 seconds")
-      yield* t.append("a", [user("y")])
-      yield* TestClock.adjust("29 seconds")
-      expect((yield* lock)._tag).toBe("Some")
-      yield* TestClock.adjust("2 seconds")
-      expect((yield* lock)._tag).toBe("None")
-      expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([])
-      // Taken again on demand.
-      const [next] = yield* t.append("a", [user("z")])
-      expect(next!.seq).toBe(2)
-    })
+  it.scoped(
+    "refreshed every leaseMs / 3 while active (the first time sooner, by session), released when idle, then no timer is left",
+    () =>
+      Effect.gen(function* () {
+        const { t, lock } = yield* build
+        yield* t.append("a", [user("x")])
+        expect((yield* lock)._tag).toBe("Some")
+        // The first refresh: half to all of the period in, by the session's id (1,830 ms for "a").
+        const [first] = Chunk.toReadonlyArray(yield* TestClock.sleeps())
+        expect(first).toBeGreaterThanOrEqual(1_500)
+        expect(first).toBeLessThanOrEqual(3_000)
+        yield* TestClock.adjust(first!)
+        expect(yield* lock).toMatchObject({ _tag: "Some", value: { refreshedAt: first } })
+        // Then every period.
+        expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([first! + 3_000])
+        yield* TestClock.adjust("3 seconds")
+        expect(yield* lock).toMatchObject({ _tag: "Some", value: { refreshedAt: first! + 3_000 } })
+        // Activity postpones the release.
+        yield* TestClock.adjust("20 seconds")
+        yield* t.append("a", [user("y")])
+        yield* TestClock.adjust("29 seconds")
+        expect((yield* lock)._tag).toBe("Some")
+        yield* TestClock.adjust("2 seconds")
+        expect((yield* lock)._tag).toBe("None")
+        expect(Chunk.toReadonlyArray(yield* TestClock.sleeps())).toEqual([])
+        // Taken again on demand.
+        const [next] = yield* t.append("a", [user("z")])
+        expect(next!.seq).toBe(2)
+      })
   )
 
   it.scoped("hold keeps the lease past idleMs; releasing the hold lets it go", () =>
