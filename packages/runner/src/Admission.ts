@@ -32,7 +32,8 @@ export type Admission =
       readonly admitted: false
       /** When a retry may be admitted: the time the turns in flight need to end. */
       readonly retryAfterMs: number
-      readonly reason: "maxTurns" | "budget"
+      /** `lane`: the turns of its session before it would not end within the budget. */
+      readonly reason: "maxTurns" | "budget" | "lane"
     }
 
 /** A snapshot of the controller (metrics, tests). */
@@ -69,6 +70,8 @@ export class AdmissionControl {
   private sojournSumMs = 0
   /** The budget of the last admission (its turn's timeout may have shortened it). */
   private lastBudgetMs: number
+  /** How long a turn has lately been in the runner, not waiting on others (ms, smoothed by window). */
+  private sojournMs: number | undefined = undefined
 
   constructor(
     private readonly settings: AdmissionSettings,
@@ -112,9 +115,10 @@ export class AdmissionControl {
     // say the bound admitted more than it can do in the budget (a burst of completions read as
     // capacity). The estimate is cut by the ratio, at most by half a window, as those turns
     // were admitted a while ago under the bound then.
-    if (this.capacity !== undefined && this.sojourns > 0 && this.settings.budgetMs > 0) {
+    if (this.sojourns > 0) {
       const sojournMs = this.sojournSumMs / this.sojourns
-      if (sojournMs > this.lastBudgetMs)
+      this.sojournMs = this.sojournMs === undefined ? sojournMs : 0.7 * this.sojournMs + 0.3 * sojournMs
+      if (this.capacity !== undefined && this.settings.budgetMs > 0 && sojournMs > this.lastBudgetMs)
         this.capacity = Math.max(1, this.capacity * Math.max(0.5, this.lastBudgetMs / sojournMs))
     }
     this.windowStart = now
@@ -129,10 +133,28 @@ export class AdmissionControl {
     return this.inFlight
   }
 
-  /** Admits a turn whose timeout is `timeoutMs`, or says why not and when to retry. */
-  admit(now: number, timeoutMs: number = Number.POSITIVE_INFINITY): Admission {
+  /**
+   * Admits a turn whose timeout is `timeoutMs`, or says why not and when to retry. `ahead`: the
+   * turns of its session already running or queued before it (its lane). Such a turn starts only
+   * once they have ended: while the runner is saturated it is refused when the time they and it
+   * take in the runner would pass the budget (the session sends faster than it is answered).
+   */
+  admit(now: number, timeoutMs: number = Number.POSITIVE_INFINITY, ahead = 0): Admission {
     this.roll(now)
     const limit = this.limitFor(timeoutMs)
+    if (ahead > 0 && this.saturated && this.settings.budgetMs > 0 && this.sojournMs !== undefined) {
+      const budget = Math.min(this.settings.budgetMs, timeoutMs / 2)
+      // The turn running in the lane is halfway through, on average.
+      const startsInMs = (ahead - 0.5) * this.sojournMs
+      if (startsInMs + this.sojournMs > budget) {
+        this.refusedTotal++
+        return {
+          admitted: false,
+          retryAfterMs: Math.max(this.windowMs, Math.min(60_000, Math.ceil(startsInMs))),
+          reason: "lane"
+        }
+      }
+    }
     if (this.inFlight < limit) {
       this.inFlight++
       this.admittedTotal++

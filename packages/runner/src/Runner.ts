@@ -482,11 +482,18 @@ export class Runner extends Effect.Service<Runner>()("converge/Runner", {
         const runId = makeRunId()
         const submittedAt = yield* Clock.currentTimeMillis
         const deadline = submittedAt + timeoutMs
-        const decision = admission.admit(submittedAt, timeoutMs)
+        const lane = yield* lanes.state(key)
+        const decision = admission.admit(submittedAt, timeoutMs, (lane.running ? 1 : 0) + lane.waiting)
         if (!decision.admitted) {
+          const why =
+            decision.reason === "maxTurns"
+              ? `${config.maxTurns} turns in flight`
+              : decision.reason === "lane"
+                ? `the turns of session ${key} before this one would not end within the admission budget`
+                : `the turns in flight would not end within ${config.admissionMs} ms`
           return yield* Effect.fail(
             new Overloaded({
-              message: `overloaded (${decision.reason === "maxTurns" ? `${config.maxTurns} turns in flight` : `the turns in flight would not end within ${config.admissionMs} ms`}): retry after ${decision.retryAfterMs} ms`,
+              message: `overloaded (${why}): retry after ${decision.retryAfterMs} ms`,
               retryAfterMs: decision.retryAfterMs
             })
           )

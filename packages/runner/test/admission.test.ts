@@ -103,6 +103,32 @@ describe("AdmissionControl", () => {
     expect(slowModel.stats(100).capacity).toBe(400)
   })
 
+  it("refuses a turn queued behind its session's turns when, saturated, they would not end within the budget", () => {
+    const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 1000, initialTurns: 10 }, 0)
+    admitMany(control, 10, 0, 1000)
+    // Saturated, the turns take 400 ms in the runner; a turn's budget is 500 ms (1 s timeout).
+    for (let i = 0; i < 40; i++) {
+      control.release(50, 0, true, 400)
+      control.admit(50, 1000)
+    }
+    control.stats(100)
+    // At its bound (400/s × 0.5 s = 200 in flight), then a few end: saturated, room for some.
+    admitMany(control, 1000, 100, 1000)
+    for (let i = 0; i < 5; i++) control.release(110, 0, true, 400)
+    expect(control.admit(110, 1000, 0).admitted).toBe(true)
+    // One turn ahead (halfway through): it starts in ~200 ms and ends ~400 ms later, past 500 ms.
+    const refused = control.admit(110, 1000, 1)
+    expect(refused).toMatchObject({ admitted: false, reason: "lane" })
+    // With a 10 s timeout (budget 1 s) it fits.
+    expect(control.admit(110, 10_000, 1).admitted).toBe(true)
+    // Not saturated (a quiet runner): the lane alone refuses nothing.
+    const quiet = new AdmissionControl({ maxTurns: 10_000, budgetMs: 1000, initialTurns: 1000 }, 0)
+    quiet.admit(0, 1000)
+    quiet.release(50, 0, true, 400)
+    quiet.stats(100)
+    expect(quiet.admit(100, 1000, 3).admitted).toBe(true)
+  })
+
   it("is not overloaded by a slow model: time waiting on the model widens the bound", () => {
     const control = new AdmissionControl({ maxTurns: 10_000, budgetMs: 100, initialTurns: 10 }, 0)
     admitMany(control, 10, 0)
