@@ -248,7 +248,9 @@ const overload = async (rate, sessions) => {
             if (exit.value.outcome === "completed" && now <= end) completedInWindow++
             overshoots.push(Math.max(0, now - start - timeoutMs))
             if (process.env.BENCH_DEBUG_OVERSHOOT && now - start - timeoutMs > 5)
-              log(`late ${exit.value.outcome} ${(now - start).toFixed(0)} ms sent at ${(start - t0).toFixed(0)}`)
+              log(
+                `late ${exit.value.outcome} ${(now - start).toFixed(0)} ms sent at ${(start - t0).toFixed(0)}`
+              )
           } else {
             const tag = exit.cause._tag === "Fail" ? exit.cause.error._tag : "other"
             if (tag === "Overloaded") {
