@@ -83,12 +83,17 @@ export class AdmissionControl {
     this.lastBudgetMs = settings.budgetMs
   }
 
+  /** The time a turn of `timeoutMs` may wait to start: at most half its own timeout. */
+  private budgetFor(timeoutMs: number): number {
+    return Math.min(this.settings.budgetMs, timeoutMs / 2)
+  }
+
   /** The in-flight bound of `budgetMs` (or of this turn's own timeout, when shorter). */
   private limitFor(timeoutMs: number): number {
     if (this.settings.budgetMs === 0) return this.settings.maxTurns
     // A turn admitted at the bound starts within the budget and must still have time to run:
     // at most half its own timeout is spent waiting to start.
-    const budget = Math.min(this.settings.budgetMs, timeoutMs / 2)
+    const budget = this.budgetFor(timeoutMs)
     if (Number.isFinite(timeoutMs)) this.lastBudgetMs = budget
     const byBudget =
       this.capacity === undefined
@@ -143,7 +148,7 @@ export class AdmissionControl {
     this.roll(now)
     const limit = this.limitFor(timeoutMs)
     if (ahead > 0 && this.saturated && this.settings.budgetMs > 0 && this.sojournMs !== undefined) {
-      const budget = Math.min(this.settings.budgetMs, timeoutMs / 2)
+      const budget = this.budgetFor(timeoutMs)
       // The turn running in the lane is halfway through, on average.
       const startsInMs = (ahead - 0.5) * this.sojournMs
       if (startsInMs + this.sojournMs > budget) {

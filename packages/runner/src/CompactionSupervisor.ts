@@ -68,19 +68,16 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
       const events = yield* LifecycleEvents
       const fibers = yield* FiberMap.make<string, CompactionOutcome, unknown>()
       const handles = new Map<string, CompactionHandle>()
-      // Why a compaction is being interrupted, when something other than its timeout does it.
-      const interruptReasons = new Map<string, CompactionFailureReason>()
-      // What its failure says then, when not the reason's usual message.
-      const interruptMessages = new Map<string, string>()
+      // Why a compaction is being interrupted, when something other than its timeout does it,
+      // and what its failure says then when not the reason's usual message.
+      const interrupts = new Map<string, { reason: CompactionFailureReason; message?: string }>()
 
       const settle = (handle: CompactionHandle, exit: Exit.Exit<CompactionOutcome, unknown>) =>
         Effect.gen(function* () {
           const id = handle.session.sessionId
           if (handles.get(id) === handle) handles.delete(id)
-          const interruptReason = interruptReasons.get(handle.compactionId)
-          const interruptMessage = interruptMessages.get(handle.compactionId)
-          interruptReasons.delete(handle.compactionId)
-          interruptMessages.delete(handle.compactionId)
+          const interrupt = interrupts.get(handle.compactionId)
+          interrupts.delete(handle.compactionId)
           if (yield* Deferred.isDone(handle.done)) {
             const committed = yield* Effect.exit(Deferred.await(handle.done))
             return Exit.isSuccess(committed)
@@ -100,9 +97,9 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
               const f = failure.value as { message?: unknown }
               message = typeof f.message === "string" ? f.message : String(failure.value)
             } else if (Cause.isInterruptedOnly(exit.cause)) {
-              reason = interruptReason ?? "shutdown"
+              reason = interrupt?.reason ?? "shutdown"
               message =
-                interruptMessage ??
+                interrupt?.message ??
                 (reason === "cancelled" ? "compaction cancelled" : "compaction interrupted by shutdown")
             } else {
               message = Cause.pretty(exit.cause)
@@ -255,7 +252,7 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
         Effect.gen(function* () {
           const handle = handles.get(sessionId)
           if (handle === undefined) return false
-          interruptReasons.set(handle.compactionId, "cancelled")
+          interrupts.set(handle.compactionId, { reason: "cancelled" })
           yield* FiberMap.remove(fibers, sessionId)
           return true
         })
@@ -282,11 +279,10 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
               yield* FiberMap.get(fibers, id).pipe(Effect.flatMap(Fiber.await), Effect.ignore)
               continue
             }
-            interruptReasons.set(h.compactionId, "shutdown")
-            interruptMessages.set(
-              h.compactionId,
-              "compaction interrupted: its session moved to another runner"
-            )
+            interrupts.set(h.compactionId, {
+              reason: "shutdown",
+              message: "compaction interrupted: its session moved to another runner"
+            })
             yield* FiberMap.remove(fibers, id)
           }
         })
@@ -303,7 +299,7 @@ export class CompactionSupervisor extends Effect.Service<CompactionSupervisor>()
           yield* Effect.forEach(running, (h) => Deferred.await(h.done).pipe(Effect.exit), {
             discard: true
           }).pipe(Effect.interruptible, Effect.timeoutOption(bound))
-          for (const h of handles.values()) interruptReasons.set(h.compactionId, "shutdown")
+          for (const h of handles.values()) interrupts.set(h.compactionId, { reason: "shutdown" })
           yield* FiberMap.clear(fibers)
         })
 
